@@ -1,0 +1,115 @@
+"""Torch dataset over a tfus store (read only through `storage`).
+
+Each item: ``ct`` (1, X, Y, Z) float32 in [0, 1] (CT [0, 2000] HU → [0, 1], clipped), ``points`` (P, 3)
+float32 transducer points scaled to [−1, 1] per axis, ``target`` (1, X, Y, Z) float32 = log(1 + p/max p),
+``index`` (int, position in the dataset's id list). Augmentation (training only) flips axes of CT, field and
+points together, so the transducer stays consistent with the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+HU_MAX = 2000.0
+
+
+def normalise_ct(ct_hu: np.ndarray) -> np.ndarray:
+    """[0, 2000] HU → [0, 1] (clipped)."""
+    return np.clip(np.asarray(ct_hu, dtype=np.float32) / HU_MAX, 0.0, 1.0)
+
+
+def normalise_pressure(pressure: np.ndarray, name: str = "pressure") -> np.ndarray:
+    """log(1 + p / max p), peak = ln 2."""
+    p = np.asarray(pressure, dtype=np.float32)
+    if not np.isfinite(p).all():
+        raise ValueError(f"{name} has non-finite values")
+    p = np.abs(p)
+    peak = float(p.max())
+    if peak <= 0:
+        raise ValueError(f"{name} is zero everywhere; cannot normalise")
+    return np.log1p(p / peak).astype(np.float32)
+
+
+def scale_points(points_vox: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Voxel coordinates (P, 3) on a grid of ``shape`` → [−1, 1] per axis (index 0 → −1, n−1 → +1)."""
+    pts = np.asarray(points_vox, dtype=np.float32)
+    if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) == 0:
+        raise ValueError(f"transducer points must have shape (P, 3) with P >= 1, got {pts.shape}")
+    if not np.isfinite(pts).all():
+        raise ValueError("transducer points have non-finite values")
+    size = np.asarray(shape, dtype=np.float32)
+    return (2.0 * pts / (size - 1.0) - 1.0).astype(np.float32)
+
+
+def subsample_points(points: np.ndarray, n: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Exactly ``n`` points: random without replacement (rng given) or evenly strided (deterministic)."""
+    m = len(points)
+    if rng is not None:
+        idx = rng.choice(m, n, replace=m < n)
+    else:
+        idx = np.linspace(0, m - 1, n).round().astype(np.int64)
+    return points[idx]
+
+
+def flip_sample(ct: np.ndarray, target: np.ndarray, points: np.ndarray, axes: Sequence[int]):
+    """Flip spatial ``axes`` of (X, Y, Z) arrays and the matching coordinate of points in [−1, 1]."""
+    if not axes:
+        return ct, target, points
+    points = points.copy()
+    for a in axes:
+        points[:, a] = -points[:, a]
+    return np.flip(ct, axes).copy(), np.flip(target, axes).copy(), points
+
+
+class StoreDataset(Dataset):
+    """Complete samples of ``split`` (or explicit ``sample_ids``) of the store at ``url``."""
+
+    def __init__(self, url: str, sample_ids: Sequence, n_points: int, augment: bool = False, seed: int = 0):
+        self.url, self.sample_ids, self.n_points = str(url), list(sample_ids), int(n_points)
+        self.augment, self.seed = augment, seed
+        self._ds = None
+        if not self.sample_ids:
+            raise ValueError(f"no samples selected from store {self.url}")
+
+    @classmethod
+    def for_split(cls, url: str, split: str, n_points: int, augment: bool = False, seed: int = 0):
+        import storage
+        table = storage.open_dataset(url).query(split=split)
+        return cls(url, list(table["sample_id"]), n_points, augment, seed)
+
+    def __getstate__(self):  # the store handle stays in its process; workers reopen it
+        return {**self.__dict__, "_ds": None}
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def dataset(self):
+        if self._ds is None:
+            import storage
+            self._ds = storage.open_dataset(self.url)
+        return self._ds
+
+    def load(self, i: int):
+        """Normalised numpy arrays (ct, target, points[-1,1] all points) and the raw sample."""
+        sid = self.sample_ids[i]
+        try:
+            s = self.dataset().sample(sid)
+        except (KeyError, IndexError) as exc:
+            raise ValueError(f"sample {sid!r} not readable from {self.url}: {exc}") from exc
+        shape = np.asarray(s.ct_hu).shape
+        return (normalise_ct(s.ct_hu), normalise_pressure(s.pressure_pa, f"sample {sid} pressure"),
+                scale_points(s.transducer_points, shape), s)
+
+    def __getitem__(self, i: int) -> dict:
+        ct, target, points, _ = self.load(i)
+        rng = None
+        if self.augment:
+            rng = np.random.default_rng([self.seed, i, int(torch.randint(0, 2 ** 31, ()).item())])
+            ct, target, points = flip_sample(ct, target, points, [a for a in range(3) if rng.random() < 0.5])
+        points = subsample_points(points, self.n_points, rng)
+        return {"ct": torch.from_numpy(ct[None]), "target": torch.from_numpy(target[None]),
+                "points": torch.from_numpy(points), "index": i}

@@ -1,0 +1,128 @@
+"""Inference: load a run once, predict normalised fields for windows or for a CT + placement.
+
+``Predictor.from_run(run_dir)`` reads ``config.json`` and ``best.safetensors`` (no pickles).
+``predict_window(ct_hu, points_vox)`` returns P̂ = log(1 + p/max p) on the window grid.
+``predict_from_ct`` rebuilds the simulation window with ``sim.window.make_window`` and the run's stored
+simulation config, predicts, and writes ``pressure_pred.nii.gz`` + ``summary.json``.
+
+Focal volume definition: the −6 dB volume of the predicted *linear* field p/pmax = exp(P̂) − 1, i.e. the
+number of voxels with exp(P̂) − 1 ≥ 0.5 · max(exp(P̂) − 1), times the voxel volume |det A[:3, :3]| (mm³).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import checkpoint
+from models.config import ModelConfig
+from models.data import normalise_ct, scale_points, subsample_points
+from models.metrics import focal_mask_6db, focal_point_vox
+from models.network import DeepTFUS
+
+
+class Predictor:
+    """A trained model ready for inference (eval mode, on ``device``)."""
+
+    def __init__(self, model: DeepTFUS, run_config: dict, device: torch.device):
+        self.model, self.run_config, self.device = model.eval(), run_config, device
+        self.config: ModelConfig = model.config
+        self.sim_config: dict | None = run_config.get("sim_config")
+        self.window_shape = tuple(run_config.get("window_shape") or ()) or None
+        self.model_id = run_config.get("model_id", self.config.name)
+        self.config_hash = run_config.get("config_hash", "")
+
+    @classmethod
+    def from_run(cls, run_dir, device: str = "auto") -> "Predictor":
+        run = Path(run_dir)
+        if not (run / "config.json").is_file():
+            raise FileNotFoundError(f"no trained model in {run}: config.json missing")
+        try:
+            run_config = json.loads((run / "config.json").read_text())
+            model_config = ModelConfig.from_dict(run_config["model"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{run / 'config.json'} is not a tfus run config: {exc}") from exc
+        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                           ("cpu" if device == "auto" else device))
+        model = DeepTFUS(model_config)
+        checkpoint.load_weights(model, run / "best.safetensors")
+        return cls(model.to(dev), run_config, dev)
+
+    def _check(self, ct_hu: np.ndarray, points_vox: np.ndarray) -> None:
+        if ct_hu.ndim != 3:
+            raise ValueError(f"CT window must be 3-D (X, Y, Z), got shape {ct_hu.shape}")
+        if self.window_shape and tuple(ct_hu.shape) != self.window_shape:
+            raise ValueError(f"CT window shape {ct_hu.shape} differs from the model's training window "
+                             f"{self.window_shape}")
+        if any(n % self.config.divisor for n in ct_hu.shape):
+            raise ValueError(f"CT window shape {ct_hu.shape} must be divisible by {self.config.divisor}")
+        if not np.isfinite(ct_hu).all():
+            raise ValueError("CT window has non-finite values")
+
+    @torch.no_grad()
+    def predict_window(self, ct_hu: np.ndarray, points_vox: np.ndarray) -> np.ndarray:
+        """(X, Y, Z) HU window + (P, 3) transducer points in window voxels → (X, Y, Z) float32 normalised field."""
+        ct_hu = np.asarray(ct_hu, dtype=np.float32)
+        self._check(ct_hu, points_vox)
+        points = subsample_points(scale_points(points_vox, ct_hu.shape), self.config.n_points)
+        ct = torch.from_numpy(normalise_ct(ct_hu)[None, None]).to(self.device)
+        pts = torch.from_numpy(points[None]).to(self.device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            out = self.model(ct, pts)
+        return out[0, 0].float().cpu().numpy()
+
+
+def field_summary(field: np.ndarray, affine: np.ndarray) -> dict:
+    """Focal point (world mm), −6 dB focal volume (mm³, linear field) and peak of a normalised field."""
+    focus = focal_point_vox(field)
+    world = affine[:3, :3] @ focus + affine[:3, 3]
+    voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
+    return {"focal_point_mm": [float(v) for v in world], "focal_point_vox": [int(v) for v in focus],
+            "focal_volume_mm3": float(focal_mask_6db(field).sum() * voxel_mm3),
+            "peak_normalised": float(field.max())}
+
+
+def _write_outputs(out: Path, field: np.ndarray, affine: np.ndarray, summary: dict) -> None:
+    """Write into a temporary sibling directory, then move the files into ``out`` (nothing half-written)."""
+    import nibabel as nib
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-predict-", dir=out.parent))
+    try:
+        nib.save(nib.Nifti1Image(field.astype(np.float32), affine), str(tmp / "pressure_pred.nii.gz"))
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+        for name in ("pressure_pred.nii.gz", "summary.json"):
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def predict_from_ct(predictor: Predictor, ct, position_mm, target_mm, out_dir) -> dict:
+    """Predict the field of a transducer at ``position_mm`` aimed at ``target_mm`` (world mm) on ``ct``.
+
+    ``ct``: a path (NIfTI, …) or a ``sim.Volume``. Returns the summary also written to ``summary.json``.
+    """
+    from sim.config import SimConfig
+    from sim.window import make_window
+    if not predictor.sim_config:
+        raise ValueError("the run has no stored sim_config; cannot rebuild the simulation window")
+    sim_config = SimConfig.from_dict(predictor.sim_config)
+    window = make_window(ct, tuple(position_mm), tuple(target_mm), sim_config)
+    t0 = time.perf_counter()
+    field = predictor.predict_window(window.ct_hu, window.transducer_points_vox)
+    inference_s = time.perf_counter() - t0
+    affine = np.asarray(window.affine, dtype=np.float64)
+    out = Path(out_dir)
+    summary = {**field_summary(field, affine), "inference_s": inference_s, "model_id": predictor.model_id,
+               "config_hash": predictor.config_hash, "position_mm": [float(v) for v in position_mm],
+               "target_mm": [float(v) for v in target_mm], "grid_shape": list(field.shape),
+               "focal_volume_definition": "-6 dB of p/pmax = exp(P)-1 (linear amplitude)",
+               "pressure_path": str(out / "pressure_pred.nii.gz")}
+    _write_outputs(out, field, affine, summary)
+    return summary

@@ -1,0 +1,171 @@
+"""Simulation configuration: frozen, validated, hashable into stable sample keys.
+
+Units: mm where people type them (spacing, transducer geometry), Hz, Pa. ``SimConfig.key()`` is the sha256
+of the sorted JSON of ``to_dict()``; dataset sample keys are built from it, so a config that changes in any
+physical way gives new samples and an identical one is recognised as done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sim.medium import MediumConfig
+
+WATER_SOUND_SPEED_M_S = 1500.0
+
+
+@dataclass(frozen=True)
+class TransducerConfig:
+    """A single-element spherically focused bowl."""
+
+    frequency_hz: float = 250e3
+    roc_mm: float = 50.0          # radius of curvature (geometric focal distance from the apex)
+    aperture_mm: float = 40.0     # aperture diameter
+    amplitude_pa: float = 60e3    # source surface pressure amplitude
+
+    def __post_init__(self) -> None:
+        if not 20e3 <= self.frequency_hz <= 5e6:
+            raise ValueError(f"`frequency_hz` must be in [20 kHz, 5 MHz], got {self.frequency_hz}")
+        if self.roc_mm <= 0:
+            raise ValueError(f"`roc_mm` must be > 0, got {self.roc_mm}")
+        if self.aperture_mm <= 0:
+            raise ValueError(f"`aperture_mm` must be > 0, got {self.aperture_mm}")
+        if self.aperture_mm > 2 * self.roc_mm:
+            raise ValueError(f"`aperture_mm` ({self.aperture_mm}) must not exceed twice `roc_mm` "
+                             f"({self.roc_mm}): no such spherical bowl")
+        if self.amplitude_pa <= 0:
+            raise ValueError(f"`amplitude_pa` must be > 0, got {self.amplitude_pa}")
+
+    @property
+    def wavelength_water_mm(self) -> float:
+        return WATER_SOUND_SPEED_M_S / self.frequency_hz * 1e3
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything that determines one steady-state simulation besides the CT and the placement."""
+
+    transducer: TransducerConfig = field(default_factory=TransducerConfig)
+    medium: MediumConfig = field(default_factory=MediumConfig)
+    spacing_mm: float = 1.2
+    window_shape: tuple[int, int, int] | None = (64, 64, 64)  # None: the whole CT (or --crop-mm box)
+    cfl: float = 0.3
+    extra_cycles: float = 6.0       # drive periods after the slowest transit, to reach steady state
+    lockin_periods: int = 2         # periods in each lock-in window (the last window is the result)
+    ramp_cycles: float = 2.0        # smooth start of the drive signal
+    pml_size: int = 10              # PML cells, added outside the returned box
+    pml_alpha: float = 2.0
+    n_transducer_points: int = 1024  # points on the bowl surface stored with each sample
+    standoff_mm: float = 5.0        # water gap between scalp and bowl apex (placement)
+    dtype: str = "float32"
+    preset: str = "custom"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.window_shape, list):
+            object.__setattr__(self, "window_shape", tuple(self.window_shape))
+        if not 0 < self.spacing_mm <= 10:
+            raise ValueError(f"`spacing_mm` must be in (0, 10], got {self.spacing_mm}")
+        if self.window_shape is not None:
+            if len(self.window_shape) != 3 or any(int(n) != n or n < 8 for n in self.window_shape):
+                raise ValueError(f"`window_shape` must be three integers >= 8, got {self.window_shape}")
+        if not 0 < self.cfl <= 1:
+            raise ValueError(f"`cfl` must be in (0, 1], got {self.cfl}")
+        if self.extra_cycles < 0:
+            raise ValueError(f"`extra_cycles` must be >= 0, got {self.extra_cycles}")
+        if int(self.lockin_periods) != self.lockin_periods or self.lockin_periods < 1:
+            raise ValueError(f"`lockin_periods` must be a positive integer, got {self.lockin_periods}")
+        if self.ramp_cycles < 0:
+            raise ValueError(f"`ramp_cycles` must be >= 0, got {self.ramp_cycles}")
+        if self.pml_size < 4:
+            raise ValueError(f"`pml_size` must be >= 4 cells, got {self.pml_size}")
+        if self.n_transducer_points < 16:
+            raise ValueError(f"`n_transducer_points` must be >= 16, got {self.n_transducer_points}")
+        if self.standoff_mm < 0:
+            raise ValueError(f"`standoff_mm` must be >= 0, got {self.standoff_mm}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"`dtype` must be 'float32' or 'float64', got {self.dtype!r}")
+
+    @property
+    def points_per_wavelength_water(self) -> float:
+        return self.transducer.wavelength_water_mm / self.spacing_mm
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["window_shape"] = list(self.window_shape) if self.window_shape is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SimConfig":
+        d = dict(d)
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown simulation config field(s): {', '.join(sorted(unknown))}")
+        if "transducer" in d and isinstance(d["transducer"], dict):
+            d["transducer"] = TransducerConfig(**d["transducer"])
+        if "medium" in d and isinstance(d["medium"], dict):
+            d["medium"] = MediumConfig(**d["medium"])
+        if d.get("window_shape") is not None:
+            d["window_shape"] = tuple(int(n) for n in d["window_shape"])
+        return cls(**d)
+
+    def key(self) -> str:
+        """Stable sha256 of the physics (the preset's name is a label, not physics)."""
+        d = self.to_dict()
+        d.pop("preset", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+    def replace(self, **changes) -> "SimConfig":
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS: dict[str, SimConfig] = {
+    # Unit/integration tests: a 32³ window, seconds per simulation.
+    "test": SimConfig(transducer=TransducerConfig(frequency_hz=200e3, roc_mm=30.0, aperture_mm=26.0),
+                      spacing_mm=1.5, window_shape=(32, 32, 32), extra_cycles=4.0,
+                      n_transducer_points=256, preset="test"),
+    # CPU demo: 250 kHz (λ 6 mm), 1.2 mm (5 points per wavelength in water), 64³ = 77 mm box.
+    "demo": SimConfig(transducer=TransducerConfig(frequency_hz=250e3, roc_mm=50.0, aperture_mm=40.0),
+                      spacing_mm=1.2, window_shape=(64, 64, 64), n_transducer_points=1024, preset="demo"),
+    # The TFUScapes setting: 500 kHz, 0.5 mm (6 points per wavelength), 256³ crop; GPU or cluster.
+    "tfuscapes": SimConfig(transducer=TransducerConfig(frequency_hz=500e3, roc_mm=64.0, aperture_mm=64.0),
+                           spacing_mm=0.5, window_shape=(256, 256, 256), n_transducer_points=4096,
+                           preset="tfuscapes"),
+}
+
+
+def get_preset(name: str) -> SimConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def load_sim_config(preset_or_path: str | Path) -> SimConfig:
+    """A preset name, or a YAML/JSON file of SimConfig fields (optionally with ``base: PRESET``)."""
+    text = str(preset_or_path)
+    if text in PRESETS:
+        return PRESETS[text]
+    path = Path(text)
+    if not path.exists():
+        raise FileNotFoundError(f"simulation config {text!r} is neither a preset "
+                                f"({', '.join(PRESETS)}) nor an existing file")
+    import yaml  # noqa: PLC0415
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML/JSON ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of SimConfig fields")
+    base = get_preset(data.pop("base")).to_dict() if "base" in data else {}
+    for sub in ("transducer", "medium"):
+        if sub in data and sub in base:
+            data[sub] = {**base[sub], **data[sub]}
+    try:
+        return SimConfig.from_dict({**base, **data})
+    except TypeError as exc:
+        raise ValueError(f"{path}: {exc}") from None

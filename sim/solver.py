@@ -1,0 +1,199 @@
+"""Streaming steady-state driver around k-wave-python's Python backend (``kspace_solver.Simulation``).
+
+Why not ``kspaceFirstOrder(..., sensor.record=["p_max"])``: the Python backend stores the whole time series
+of every sensor point (grid × Nt floats) and the source as a (points × Nt) matrix. Here we step the solver
+ourselves and keep only a lock-in sum: for the last two windows of ``lockin_periods`` whole drive periods,
+``Σ p·cos(ωt)`` and ``Σ p·sin(ωt)`` give the complex amplitude ``a = (2/N)·Σ p·e^{−iωt}`` of the
+steady state; the relative change between the two windows is the reported convergence.
+
+Time axis: ``dt = 1/(PPP·f)`` with an integer number of points per period ``PPP = ceil(c_max/(cfl·dx·f))``
+(so each window is exactly whole periods and the CFL number stays ≤ ``cfl``); run length = slowest transit
+across the box (diagonal / c_min) + ``ramp_cycles`` + ``extra_cycles`` periods, then the two windows.
+The PML lies *outside* the requested box: the medium is edge-padded by ``pml_size`` cells per side and the
+result is cropped back, so the returned field covers the whole box.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim.config import SimConfig
+from sim.source import BowlSource, StreamingPressureSource, bowl_grid_weights, drive_signal
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MediumArrays:
+    """Acoustic properties on the box (X, Y, Z), SI; ``alpha_coeff`` in dB/(MHz^y cm), None = lossless."""
+
+    sound_speed: np.ndarray
+    density: np.ndarray
+    alpha_coeff: np.ndarray | None = None
+    alpha_power: float = 2.0
+
+    def __post_init__(self) -> None:
+        shape = np.shape(self.sound_speed)
+        if len(shape) != 3:
+            raise ValueError(f"`sound_speed` must be a 3D array, got shape {shape}")
+        for name in ("density", "alpha_coeff"):
+            arr = getattr(self, name)
+            if arr is not None and np.shape(arr) != shape:
+                raise ValueError(f"`{name}` shape {np.shape(arr)} differs from `sound_speed` {shape}")
+        for name in ("sound_speed", "density", "alpha_coeff"):
+            arr = getattr(self, name)
+            if arr is not None and not np.isfinite(arr).all():
+                raise ValueError(f"`{name}` contains NaN or inf values")
+        if np.min(self.sound_speed) <= 0 or np.min(self.density) <= 0:
+            raise ValueError("`sound_speed` and `density` must be > 0 everywhere")
+
+    @classmethod
+    def water(cls, shape, sound_speed=1500.0, density=1000.0) -> "MediumArrays":
+        return cls(np.full(shape, sound_speed, np.float32), np.full(shape, density, np.float32))
+
+
+@dataclass(frozen=True)
+class TimeAxis:
+    dt: float
+    points_per_period: int
+    n_steps: int
+    window_steps: int          # steps in one lock-in window
+    cfl_actual: float
+
+
+@dataclass
+class SteadyState:
+    amplitude_pa: np.ndarray   # (X, Y, Z) float32, steady-state pressure amplitude on the box
+    phase_rad: np.ndarray      # (X, Y, Z) float32
+    convergence: float         # ‖A_last − A_prev‖ / ‖A_last‖
+    time: TimeAxis
+    runtime_s: float
+    seconds_per_step: float
+    n_source_points: int
+    info: dict = field(default_factory=dict)
+
+
+def make_time_axis(shape, spacing_m: float, c_min: float, c_max: float, frequency_hz: float,
+                   config: SimConfig) -> TimeAxis:
+    ppp = int(math.ceil(c_max / (config.cfl * spacing_m * frequency_hz)))
+    dt = 1.0 / (ppp * frequency_hz)
+    diagonal_m = spacing_m * math.sqrt(sum(int(n) ** 2 for n in shape))
+    settle_periods = math.ceil(diagonal_m / c_min * frequency_hz + config.ramp_cycles + config.extra_cycles)
+    window = int(config.lockin_periods) * ppp
+    n_steps = settle_periods * ppp + 2 * window
+    return TimeAxis(dt=dt, points_per_period=ppp, n_steps=n_steps, window_steps=window,
+                    cfl_actual=c_max * dt / spacing_m)
+
+
+def check_points_per_wavelength(c_min: float, spacing_m: float, frequency_hz: float) -> float:
+    """Refuse < 3 points per wavelength in the slowest medium, warn < 6."""
+    ppw = c_min / frequency_hz / spacing_m
+    if ppw < 3:
+        raise ValueError(f"spacing {spacing_m * 1e3:.3g} mm gives {ppw:.2f} points per wavelength at "
+                         f"{frequency_hz / 1e3:.0f} kHz in {c_min:.0f} m/s: need >= 3 (use a smaller "
+                         "--spacing-mm or a larger --ppw)")
+    if ppw < 6:
+        log.warning("%.2f points per wavelength in the slowest medium (< 6): expect a few %% error", ppw)
+    return ppw
+
+
+def _pad(arr: np.ndarray, pml: int, dtype) -> np.ndarray:
+    return np.pad(np.asarray(arr, dtype=dtype), pml, mode="edge")
+
+
+def _build_simulation(medium: MediumArrays, time_axis: TimeAxis, spacing_m: float, config: SimConfig,
+                      device: str):
+    from sim.kwave_import import kwave_modules  # noqa: PLC0415
+
+    kw = kwave_modules()
+    from kwave.kmedium import kWaveMedium  # noqa: PLC0415
+    from kwave.ksensor import kSensor  # noqa: PLC0415
+    from kwave.ksource import kSource  # noqa: PLC0415
+
+    pml, dtype = config.pml_size, np.dtype(config.dtype).type
+    c = _pad(medium.sound_speed, pml, dtype)
+    kmedium = kWaveMedium(sound_speed=c, density=_pad(medium.density, pml, dtype))
+    if medium.alpha_coeff is not None and np.any(medium.alpha_coeff > 0):
+        kmedium.alpha_coeff = _pad(medium.alpha_coeff, pml, dtype)
+        kmedium.alpha_power = float(medium.alpha_power)
+        kmedium.alpha_mode = "no_dispersion"  # keep the tabulated bone sound speed (ITRUSST used y = 2)
+    kgrid = kw.kgrid(list(c.shape), [spacing_m] * 3)
+    kgrid.setTime(time_axis.n_steps, time_axis.dt)
+    sensor = kSensor()
+    sensor.record = ["p_final"]  # nothing per step: no time series is allocated
+    sim = kw.solver.Simulation(kgrid, kmedium, kSource(), sensor, device=device, pml_size=(pml,) * 3,
+                               pml_alpha=(config.pml_alpha,) * 3, quiet=True, dtype=dtype)
+    sim.setup()
+    return sim
+
+
+def solve_steady_state(medium: MediumArrays, bowl: BowlSource, frequency_hz: float, amplitude_pa: float,
+                       spacing_m: float, config: SimConfig, device: str = "cpu",
+                       progress: bool = True) -> SteadyState:
+    """Run the time loop to steady state and return the lock-in amplitude/phase on the box."""
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"`device` must be 'cpu' or 'gpu', got {device!r}")
+    c_min, c_max = float(np.min(medium.sound_speed)), float(np.max(medium.sound_speed))
+    check_points_per_wavelength(c_min, spacing_m, frequency_hz)
+    shape = tuple(int(n) for n in np.shape(medium.sound_speed))
+    taxis = make_time_axis(shape, spacing_m, c_min, c_max, frequency_hz, config)
+    padded = tuple(n + 2 * config.pml_size for n in shape)
+    weights = bowl_grid_weights(bowl, padded, config.pml_size, spacing_m)
+    t0 = time.perf_counter()
+    sim = _build_simulation(medium, taxis, spacing_m, config, device)
+    source = StreamingPressureSource(sim, weights, drive_signal(taxis.n_steps, taxis.dt, frequency_hz,
+                                                                amplitude_pa, config.ramp_cycles))
+    del weights
+    sim._source_p_ops = [source.op(axis) for axis in range(3)]
+    setup_s = time.perf_counter() - t0
+    windows, loop_s = _time_loop(sim, taxis, config.pml_size, progress)
+    return _finish(windows, taxis, setup_s, loop_s, source.n_points, sim)
+
+
+def _time_loop(sim, taxis: TimeAxis, pml: int, progress: bool):
+    """Step the solver; lock-in sums over the last two windows. Returns [(re, im) prev, (re, im) last]."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    xp = sim.xp
+    crop = tuple(slice(pml, n - pml) for n in sim.grid_shape)
+    box = tuple(n - 2 * pml for n in sim.grid_shape)
+    phase = 2 * np.pi * np.arange(taxis.points_per_period) / taxis.points_per_period
+    cos_t, sin_t = np.cos(phase), np.sin(phase)
+    first_window = taxis.n_steps - 2 * taxis.window_steps
+    windows = [[xp.zeros(box, sim._dtype), xp.zeros(box, sim._dtype)] for _ in range(2)]
+    t0 = time.perf_counter()
+    with tqdm(total=taxis.n_steps, desc="k-Wave steady state", unit="step", disable=not progress,
+              leave=False) as bar:
+        for n in range(taxis.n_steps):
+            sim.step()
+            if n >= first_window:
+                re, im = windows[(n - first_window) // taxis.window_steps]
+                p = sim.p[crop]
+                k = n % taxis.points_per_period  # sim.p after step n is the field at time n·dt
+                re += p * cos_t[k]
+                im += p * sin_t[k]
+            bar.update(1)
+    return windows, time.perf_counter() - t0
+
+
+def _finish(windows, taxis: TimeAxis, setup_s: float, loop_s: float, n_points: int, sim) -> SteadyState:
+    from sim.kwave_import import kwave_modules  # noqa: PLC0415, F401  (already imported)
+
+    to_cpu = (lambda a: a.get()) if hasattr(sim.xp, "asnumpy") else np.asarray
+    scale = 2.0 / taxis.window_steps
+    amps = []
+    for re, im in windows:
+        a = scale * (to_cpu(re).astype(np.float64) - 1j * to_cpu(im).astype(np.float64))
+        amps.append(a)
+    prev, last = np.abs(amps[0]), np.abs(amps[1])
+    norm = float(np.linalg.norm(last))
+    convergence = float(np.linalg.norm(last - prev) / norm) if norm > 0 else float("inf")
+    return SteadyState(amplitude_pa=last.astype(np.float32), phase_rad=np.angle(amps[1]).astype(np.float32),
+                       convergence=convergence, time=taxis, runtime_s=setup_s + loop_s,
+                       seconds_per_step=loop_s / max(taxis.n_steps, 1), n_source_points=n_points,
+                       info={"setup_s": setup_s, "loop_s": loop_s})

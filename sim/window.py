@@ -1,0 +1,165 @@
+"""The simulation / model grid ("window") around one transducer placement.
+
+Two kinds of window, both axis-aligned in world RAS at isotropic ``config.spacing_mm``:
+
+* ``config.window_shape`` set (the dataset/model case): a box of exactly that many voxels centred on the
+  beam (midpoint of the bowl apex and its geometric focus). Its origin is snapped to multiples of the
+  spacing in world mm, so the same placement always gives the same grid, and nearby placements share
+  one lattice. The whole bowl must fit with ≥ ``MARGIN_VOX`` voxels to spare.
+* ``config.window_shape`` None: the whole CT extent (or a ``crop_mm`` box centred on the beam),
+  resampled to the spacing.
+
+The CT is resampled onto the window with SimpleITK (linear, 0 HU = water outside the CT). The window also
+carries ``config.n_transducer_points`` points on the bowl surface in window voxel coordinates: the
+transducer encoding stored with each sample and fed to the model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim.ingest import Volume, axis_aligned_affine, load_volume, resample, voxel_to_world, world_to_voxel
+from sim.transducer import Bowl
+
+MARGIN_VOX = 2          # free voxels required between the bowl and the window's edge
+MAX_WINDOW_VOXELS = 2**31  # refuse absurd whole-CT grids before allocating them
+
+
+@dataclass(frozen=True, eq=False)
+class Window:
+    """``ct_hu`` (X, Y, Z) float32 HU on the window grid; ``affine`` (4, 4) voxel → world mm (RAS);
+    ``transducer_points_vox`` (P, 3) float32 bowl-surface points in voxel coordinates; ``bowl``."""
+
+    ct_hu: np.ndarray
+    affine: np.ndarray
+    transducer_points_vox: np.ndarray
+    bowl: Bowl | None = None
+
+    def __post_init__(self) -> None:
+        ct = np.asarray(self.ct_hu, dtype=np.float32)
+        if ct.ndim != 3:
+            raise ValueError(f"`ct_hu` must be 3D, got shape {ct.shape}")
+        affine = np.asarray(self.affine, dtype=np.float64)
+        if affine.shape != (4, 4):
+            raise ValueError(f"`affine` must be 4x4, got {affine.shape}")
+        pts = np.asarray(self.transducer_points_vox, dtype=np.float32)
+        if pts.ndim != 2 or pts.shape[1] != 3:
+            raise ValueError(f"`transducer_points_vox` must be (P, 3), got {pts.shape}")
+        object.__setattr__(self, "ct_hu", ct)
+        object.__setattr__(self, "affine", affine)
+        object.__setattr__(self, "transducer_points_vox", pts)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.ct_hu.shape)
+
+    @property
+    def spacing_mm(self) -> float:
+        return float(np.linalg.norm(self.affine[:3, 0]))
+
+    @property
+    def volume(self) -> Volume:
+        return Volume(self.ct_hu, self.affine)
+
+    def world_to_voxel(self, points_mm) -> np.ndarray:
+        return world_to_voxel(self.affine, points_mm)
+
+    def voxel_to_world(self, points_vox) -> np.ndarray:
+        return voxel_to_world(self.affine, points_vox)
+
+
+def _point(value, name: str) -> np.ndarray:
+    p = np.asarray(value, dtype=np.float64).reshape(-1)
+    if p.shape != (3,) or not np.all(np.isfinite(p)):
+        raise ValueError(f"`{name}` must be three finite numbers (x, y, z) in mm, got {value}")
+    return p
+
+
+def _snap(x_mm: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """Round world coordinates to the nearest multiple of the spacing (a deterministic lattice)."""
+    return np.round(np.asarray(x_mm) / spacing_mm) * spacing_mm
+
+
+def _box_grid(lo_mm: np.ndarray, hi_mm: np.ndarray, spacing_mm: float) -> tuple[np.ndarray, tuple]:
+    origin = np.floor(lo_mm / spacing_mm + 1e-9) * spacing_mm
+    shape = tuple(int(n) for n in np.floor((hi_mm - origin) / spacing_mm + 1e-9).astype(int) + 1)
+    return axis_aligned_affine(origin, spacing_mm), shape
+
+
+def plan_window(volume: Volume, position_mm, target_mm, config, crop_mm=None,
+                source: str | None = None) -> tuple[np.ndarray, tuple[int, int, int], Bowl]:
+    """The window grid ``(affine, shape)`` and the :class:`Bowl`, without resampling anything.
+
+    Lets callers estimate memory before allocating. Raises ``ValueError`` when the transducer apex lies
+    outside the CT, when the bowl does not fit the window with ``MARGIN_VOX`` voxels to spare, or when
+    target equals position. ``source`` names the CT file in messages.
+    """
+    position, target = _point(position_mm, "position_mm"), _point(target_mm, "target_mm")
+    if np.linalg.norm(target - position) < 1e-6:
+        raise ValueError(f"`target_mm` must differ from `position_mm`, both are {tuple(position)}")
+    bowl = Bowl.from_config(position, target, config.transducer)
+    where = f" {source}" if source else ""
+    if not volume.contains_mm(position):
+        raise ValueError(f"transducer position {tuple(np.round(position, 2))} mm lies outside the CT volume"
+                         f"{where} (extent {np.round(volume.corners_mm().min(0), 1).tolist()} .. "
+                         f"{np.round(volume.corners_mm().max(0), 1).tolist()} mm)")
+    s = float(config.spacing_mm)
+    center = (position + bowl.focus_mm) / 2
+    if config.window_shape is not None:
+        shape = tuple(int(n) for n in config.window_shape)
+        origin = _snap(center - (np.asarray(shape) - 1) / 2 * s, s)
+        affine = axis_aligned_affine(origin, s)
+    elif crop_mm is not None:
+        size = np.broadcast_to(np.asarray(crop_mm, dtype=np.float64), (3,))
+        if np.any(size <= 0) or not np.all(np.isfinite(size)):
+            raise ValueError(f"`crop_mm` must be positive, got {crop_mm}")
+        affine, shape = _box_grid(center - size / 2, center + size / 2, s)
+    else:
+        centres = voxel_to_world(volume.affine, _corner_indices(volume.shape))
+        affine, shape = _box_grid(centres.min(axis=0), centres.max(axis=0), s)
+    if int(np.prod(shape, dtype=np.int64)) > MAX_WINDOW_VOXELS:
+        raise ValueError(f"simulation grid {shape} at {s} mm is too large; use --crop-mm or a coarser spacing")
+    _check_bowl_fits(bowl, affine, shape, s)
+    return affine, shape, bowl
+
+
+def _corner_indices(shape) -> np.ndarray:
+    n = np.asarray(shape, dtype=float) - 1
+    return np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float) * n
+
+
+def _check_bowl_fits(bowl: Bowl, affine: np.ndarray, shape, spacing_mm: float) -> None:
+    lo_mm, hi_mm = bowl.bounding_box_mm()
+    lo, hi = world_to_voxel(affine, lo_mm), world_to_voxel(affine, hi_mm)  # axis-aligned: bbox → bbox
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    limit = np.asarray(shape) - 1 - MARGIN_VOX
+    if np.any(lo < MARGIN_VOX - 1e-6) or np.any(hi > limit + 1e-6):
+        span = np.round(hi_mm - lo_mm, 1).tolist()
+        raise ValueError(
+            f"window too small for the transducer: the bowl (roc {bowl.roc_mm} mm, aperture "
+            f"{bowl.aperture_mm} mm) spans {span} mm but the window {tuple(shape)} voxels at {spacing_mm} mm "
+            f"leaves less than {MARGIN_VOX} voxels around it; enlarge window_shape/crop_mm or use a smaller bowl")
+
+
+def make_window(volume_or_path: Volume | str | os.PathLike, position_mm, target_mm, config,
+                crop_mm=None) -> Window:
+    """The window around one placement: CT resampled onto it, bowl-surface points in its voxel coordinates.
+
+    ``config``: a :class:`sim.config.SimConfig` (uses ``spacing_mm``, ``window_shape``,
+    ``n_transducer_points``, ``transducer.roc_mm``/``aperture_mm``). ``crop_mm`` (scalar or 3 values)
+    only applies when ``config.window_shape`` is None.
+    """
+    source = None
+    if isinstance(volume_or_path, Volume):
+        volume = volume_or_path
+    else:
+        source = str(Path(volume_or_path))
+        volume = load_volume(volume_or_path)
+    affine, shape, bowl = plan_window(volume, position_mm, target_mm, config, crop_mm, source)
+    ct = resample(volume, affine, shape, fill_hu=0.0)
+    points = world_to_voxel(affine, bowl.surface_points_mm(int(config.n_transducer_points)))
+    return Window(ct.hu, affine, points.astype(np.float32), bowl)

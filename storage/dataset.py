@@ -1,0 +1,258 @@
+"""Opening and creating datasets, and the :class:`Dataset` handle (reading side).
+
+Writing (``reserve``, ``write_sample``, ``commit``, ``mark_failed``, aux arrays) lives in
+:mod:`storage.writing`; the sample table and queries in :mod:`storage.table`. ``Dataset`` methods delegate.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import zarr
+from zarr.core.sync import sync
+
+from storage import table as _table
+from storage import writing as _writing
+from storage.schema import (AUX_GROUP, FORMAT_NAME, RECORDS_DIR, SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS,
+                            UNITS, DatasetSpec, sample_arrays, table_arrays)
+from storage.store import Location, create_array
+
+log = logging.getLogger(__name__)
+
+RESERVED_ATTRS = ("format", "schema_version", "window_shape", "spacing_mm", "n_transducer_points", "units",
+                  "producer", "created_utc")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One complete sample. ct_hu, pressure_pa: (X, Y, Z) float32 in HU / Pa; affine (4, 4) voxel → world
+    mm; transducer_points (P, 3) float32 voxel coordinates of the window; meta: the table row, the
+    sample's simulation ``config`` (dict) and its ``summary`` (dict)."""
+
+    sample_id: str
+    ct_hu: np.ndarray
+    pressure_pa: np.ndarray
+    affine: np.ndarray
+    transducer_points: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+
+class Dataset:
+    """A handle on one dataset store. Cheap to create; the sample table is read on first use."""
+
+    def __init__(self, loc: Location, group: zarr.Group, mode: str):
+        self.loc = loc
+        self.group = group
+        self.mode = mode
+        self.spec = DatasetSpec.from_attrs(dict(group.attrs))
+        self._arrays: dict[str, zarr.Array] = {}
+        self._table = None
+        self._key_rows: dict[str, int] | None = None
+
+    # --- basics -------------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.loc.url
+
+    @property
+    def attrs(self) -> dict:
+        return dict(self.group.attrs)
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.url!r}, window_shape={self.spec.window_shape}, mode={self.mode!r})"
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def array(self, name: str, min_len: int = 0) -> zarr.Array:
+        """A schema array, opened once; reopened when another process has grown it past ``min_len``."""
+        arr = self._arrays.get(name)
+        if arr is None or arr.shape[0] < min_len:
+            try:
+                arr = zarr.open_array(self.loc.zarr_store(), path=name, mode="r" if self.mode == "r" else "r+")
+            except FileNotFoundError as exc:
+                raise ValueError(f"store {self.url} is damaged: array {name!r} is missing") from exc
+            self._arrays[name] = arr
+        return arr
+
+    def refresh(self) -> "Dataset":
+        """Forget cached arrays and the table, so that the next read sees other processes' writes."""
+        self._arrays.clear()
+        self._table = None
+        self._key_rows = None
+        return self
+
+    def require_writable(self) -> None:
+        if self.mode == "r":
+            raise ValueError(f"dataset {self.url} is open read-only; use open_dataset(url, mode='a')")
+
+    # --- table and queries --------------------------------------------------------------------------
+    @property
+    def table(self):
+        """pandas DataFrame, one row per reserved sample (see storage.table)."""
+        if self._table is None:
+            self._table = _table.read_table(self)
+        return self._table
+
+    def complete_keys(self) -> set[str]:
+        t = self.table
+        return set(t.loc[t["status"] == "complete", "key"])
+
+    def query(self, subject=None, split=None, where: str | None = None, status: str | None = "complete"):
+        return _table.query(self.table, subject=subject, split=split, where=where, status=status,
+                            store=self.url)
+
+    def row_of(self, sample_id: str, complete: bool = True) -> int:
+        """Row index of a sample id (or key); ValueError naming store and sample when unknown."""
+        return _table.row_of(self, sample_id, complete=complete)
+
+    # --- samples ------------------------------------------------------------------------------------
+    def sample(self, sample_id: str) -> Sample:
+        return _table.read_sample(self, sample_id)
+
+    def samples(self, sample_ids) -> list[Sample]:
+        return [self.sample(s) for s in sample_ids]
+
+    def to_xarray(self):
+        return _table.to_xarray(self)
+
+    # --- writing (delegated) ------------------------------------------------------------------------
+    def reserve(self, records) -> dict[str, int]:
+        return _writing.reserve(self, records)
+
+    def write_sample(self, key: str, *, ct_hu, pressure_pa, affine, transducer_points, meta: dict) -> bool:
+        return _writing.write_sample_to(self, key, ct_hu=ct_hu, pressure_pa=pressure_pa, affine=affine,
+                                        transducer_points=transducer_points, meta=meta)
+
+    def commit(self) -> int:
+        return _writing.commit(self)
+
+    def mark_failed(self, key: str, reason: str) -> bool:
+        return _writing.mark_failed(self, key, reason)
+
+    def write_aux(self, name: str, sample_id: str, array) -> bool:
+        return _writing.write_aux(self, name, sample_id, array)
+
+    def read_aux(self, name: str, sample_id: str):
+        return _writing.read_aux(self, name, sample_id)
+
+    def aux_names(self) -> list[str]:
+        return sorted(self.group[AUX_GROUP].array_keys())
+
+
+def _producer() -> dict:
+    versions = {}
+    for dist in ("tfus", "zarr", "numpy", "numcodecs"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = "unknown"
+    return versions
+
+
+def _open_group(loc: Location, mode: str) -> zarr.Group | None:
+    """The Zarr group at ``loc``, or None where there is none."""
+    try:
+        return zarr.open_group(loc.zarr_store(), mode=mode, use_consolidated=False)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError if hasattr(zarr.errors, "GroupNotFoundError")
+            else FileNotFoundError):
+        return None
+    except (ValueError, json.JSONDecodeError, zarr.errors.NodeTypeValidationError) as exc:
+        raise ValueError(f"{loc.url} is not a tfus dataset: {exc}") from exc
+
+
+def _check_attrs(url: str, attrs: dict) -> None:
+    if attrs.get("format") != FORMAT_NAME:
+        raise ValueError(f"{url} is a Zarr group but not a tfus dataset (no format={FORMAT_NAME!r} attribute)")
+    version = attrs.get("schema_version")
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise ValueError(f"{url}: dataset schema version {version!r} is not supported by this tfus "
+                         f"(supports {list(SUPPORTED_SCHEMA_VERSIONS)})")
+
+
+def open_dataset(url, mode: str = "r") -> Dataset:
+    """Open an existing dataset; ``mode="a"`` to write. FileNotFoundError / ValueError name the store."""
+    if mode not in ("r", "a"):
+        raise ValueError(f"`mode` must be 'r' or 'a', got {mode!r}")
+    loc = Location.from_url(url)
+    group = _open_group(loc, "r" if mode == "r" else "r+")
+    if group is None:
+        if loc.fs.exists(loc.root):
+            raise ValueError(f"{loc.url} is not a tfus dataset (no Zarr group there)")
+        raise FileNotFoundError(f"no dataset at {loc.url}")
+    _check_attrs(loc.url, dict(group.attrs))
+    ds = Dataset(loc, group, mode)
+    missing = [a.name for a in sample_arrays(ds.spec) + table_arrays() if a.name not in group]
+    if missing:
+        raise ValueError(f"store {loc.url} is incomplete: arrays {missing} are missing "
+                         "(re-run create_dataset to repair an interrupted creation)")
+    return ds
+
+
+def create_dataset(url, spec: DatasetSpec, attrs: dict | None = None) -> Dataset:
+    """Create a dataset, or reopen an existing one with the same spec (a different spec: ValueError).
+
+    ``attrs`` (JSON-serialisable) are stored as group attributes: ``sim_config`` (the SimConfig dict),
+    ``frequency_hz`` … Keys already present in an existing store are kept as they are.
+    """
+    if not isinstance(spec, DatasetSpec):
+        raise ValueError(f"`spec` must be a DatasetSpec, got {type(spec).__name__}")
+    attrs = dict(attrs or {})
+    clash = sorted(set(attrs) & set(RESERVED_ATTRS))
+    if clash:
+        raise ValueError(f"`attrs` must not set reserved attributes {clash}")
+    json.dumps(attrs, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
+    loc = Location.from_url(url)
+    group = _open_group(loc, "r+")
+    if group is None:
+        if loc.fs.exists(loc.root) and loc.fs.ls(loc.root):
+            raise ValueError(f"{loc.url} exists and is not empty, but is not a tfus dataset")
+        group = zarr.open_group(loc.zarr_store(), mode="w-", attributes=_new_attrs(spec, attrs))
+    else:
+        _check_attrs(loc.url, dict(group.attrs))
+        existing = DatasetSpec.from_attrs(dict(group.attrs))
+        if not existing.same_as(spec):
+            raise ValueError(f"dataset {loc.url} exists with a different spec: {existing} (asked for {spec})")
+        new = {k: v for k, v in attrs.items() if k not in group.attrs}
+        if new:
+            group.attrs.update(_jsonable(new))
+    _ensure_arrays(group, spec)
+    return Dataset(loc, group, "a")
+
+
+def _jsonable(value: dict) -> dict:
+    from storage.store import to_json
+    return json.loads(to_json(value))
+
+
+def _new_attrs(spec: DatasetSpec, attrs: dict) -> dict:
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    base = {"format": FORMAT_NAME, "schema_version": SCHEMA_VERSION, **spec.to_attrs(), "units": UNITS,
+            "producer": _producer(), "created_utc": now}
+    return _jsonable({**attrs, **base})
+
+
+def _ensure_arrays(group: zarr.Group, spec: DatasetSpec) -> None:
+    """Create whatever schema arrays/groups are missing (a fresh store, or an interrupted creation)."""
+    n = group["key"].shape[0] if "key" in group else 0
+    for a in sample_arrays(spec):
+        if a.name not in group:
+            create_array(group, a, n, per_sample=True)
+    for a in table_arrays():
+        if a.name not in group:
+            create_array(group, a, n, per_sample=False)
+    for name, note in ((RECORDS_DIR, "completion records: one JSON object per sample key (not Zarr arrays)"),
+                       (AUX_GROUP, "auxiliary per-sample arrays, one chunk per sample")):
+        if name not in group:
+            group.create_group(name, attributes={"description": note})
+
+
+def grow(arr: zarr.Array, n: int) -> None:
+    """Grow ``arr`` along ``sample`` to at least ``n`` rows; never deletes chunks."""
+    if arr.shape[0] < n:
+        sync(arr.async_array.resize((n, *arr.shape[1:]), delete_outside_chunks=False))

@@ -1,0 +1,100 @@
+import pytest
+import torch
+
+from models.config import get_model_config, plain_unet_config
+from models.network import DeepTFUS, FourierFeatures, count_parameters, points_to_mask
+from tests.models.conftest import small_config
+
+SWITCHES = [{}, {"dynamic_conv": False}, {"cross_attention": False}, {"film": False},
+            {"bidirectional": False}, {"dynamic_conv": False, "cross_attention": False, "film": False}]
+
+
+def _inputs(b=2, shape=(16, 16, 16), p=20, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 1, *shape, generator=g), torch.rand(b, p, 3, generator=g) * 2 - 1
+
+
+@pytest.mark.parametrize("changes", SWITCHES)
+def test_shapes_with_each_switch(changes):
+    model = DeepTFUS(small_config(**changes))
+    ct, pts = _inputs()
+    assert model(ct, pts).shape == ct.shape
+
+
+def test_plain_unet_shape_and_mask_channel():
+    model = DeepTFUS(plain_unet_config(small_config()))
+    assert model.encoder is None
+    ct, pts = _inputs()
+    assert model(ct, pts).shape == ct.shape
+    mask = points_to_mask(torch.tensor([[[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0], [3.0, 0, 0]]]), (4, 4, 4))
+    assert mask.sum() == 2 and mask[0, 0, 0, 0, 0] == 1 and mask[0, 0, 3, 3, 3] == 1
+
+
+@pytest.mark.parametrize("name, params", [("deeptfus", 3.4e6), ("deeptfus-tiny", 0.87e6)])
+def test_presets_shapes_and_size(name, params):
+    cfg = get_model_config(name)
+    model = DeepTFUS(cfg)
+    assert abs(count_parameters(model) - params) / params < 0.05
+    ct, pts = _inputs(b=1, shape=(16, 16, 16), p=cfg.n_points)
+    with torch.no_grad():
+        assert model(ct, pts).shape == ct.shape
+    plain = DeepTFUS(plain_unet_config(cfg))
+    with torch.no_grad():
+        assert plain(ct, pts).shape == ct.shape
+
+
+@pytest.mark.parametrize("changes", [{}, {"cross_attention": False, "film": False},
+                                     {"dynamic_conv": False, "film": False},
+                                     {"dynamic_conv": False, "cross_attention": False}])
+def test_conditioning_changes_output(changes):
+    torch.manual_seed(0)
+    model = DeepTFUS(small_config(**changes)).eval()
+    ct, pts = _inputs(b=1)
+    with torch.no_grad():
+        a, b = model(ct, pts), model(ct, pts.flip(-1) * 0.5)
+        assert torch.equal(model(ct, pts), a)
+    assert (a - b).abs().max() > 1e-6
+
+
+def test_plain_unet_sees_transducer_mask():
+    model = DeepTFUS(plain_unet_config(small_config())).eval()
+    ct, pts = _inputs(b=1)
+    with torch.no_grad():
+        assert (model(ct, pts) - model(ct, -pts)).abs().max() > 1e-6
+
+
+def test_bad_input_shapes():
+    model = DeepTFUS(small_config())
+    with pytest.raises(ValueError, match="divisible"):
+        model(*_inputs(shape=(16, 16, 10)))
+    with pytest.raises(ValueError, match="points"):
+        model(torch.rand(2, 1, 16, 16, 16), torch.rand(2, 5, 2))
+
+
+def test_fourier_features():
+    ff = FourierFeatures(2)
+    out = ff(torch.tensor([[0.5, 0.0, -0.5]]))
+    assert out.shape == (1, 15)
+    assert torch.allclose(out[0, :3], torch.tensor([0.5, 0.0, -0.5]))
+    assert torch.isclose(out[0, 3], torch.sin(torch.tensor(0.5 * torch.pi)))
+
+
+def test_tiny_model_overfits_one_batch():
+    torch.manual_seed(0)
+    model = DeepTFUS(small_config())
+    from models.losses import CompositeLoss
+    loss_fn = CompositeLoss()
+    ct, pts = _inputs(b=2)
+    grid = torch.stack(torch.meshgrid(*[torch.arange(16.0)] * 3, indexing="ij"))
+    centres = torch.tensor([[8.0, 4.0, 8.0], [8.0, 12.0, 8.0]])
+    target = torch.stack([torch.exp(-((grid - c[:, None, None, None]) ** 2).sum(0) / 8) for c in centres])
+    target = torch.log1p(target)[:, None]
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(120):
+        loss = loss_fn(model(ct, pts), target)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first / 20
