@@ -145,6 +145,9 @@ def _flush_prefect_logs() -> None:
         EventsWorker.drain_all(timeout=10)
 
 
+ALLOWED_FAILURES = 3
+
+
 def configure_dask() -> None:
     """Dask settings tfus needs in every process that starts workers.
 
@@ -156,6 +159,9 @@ def configure_dask() -> None:
     dask.config.set({
         "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
         "distributed.worker.daemon": False,
+        # A task whose worker dies is rescheduled elsewhere up to this many times (then KilledWorker,
+        # which generate_dataset resubmits as an infrastructure fault).
+        "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
     })
 
 

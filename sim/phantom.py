@@ -25,17 +25,28 @@ CSF_MM = 2.0
 SHELL_MM = 20.0  # deepest possible layer boundary (skin + tables + diploë + CSF) stays below this
 
 
-def _smooth_field(rng: np.random.Generator, dirs: list[np.ndarray], n_waves: int = 6,
-                  max_cycles: float = 1.5) -> np.ndarray:
-    """A smooth random field in [-1, 1] over unit directions (low-frequency plane waves on the sphere)."""
+# Smoothly varying properties: name -> (mean, amplitude); drawn in this order from the seed.
+FIELDS = {
+    "skin_t": (4.5, 1.0), "outer_t": (1.8, 0.5), "diploe_t": (3.5, 2.0), "inner_t": (1.3, 0.4),  # mm
+    "cortical_hu": (1750.0, 120.0), "diploe_hu": (800.0, 170.0),  # ~1600–1900 and ~600–1000 HU
+}
+SLAB = 16  # x-slices per chunk: bounded memory, cache-friendly
+
+
+def _draw_field(rng: np.random.Generator, n_waves: int = 6, max_cycles: float = 1.5):
+    """Wave vectors (n, 3) and phases (n,) of a smooth random field over unit directions."""
+    k = rng.normal(size=(n_waves, 3))
+    k *= (rng.uniform(0.5, max_cycles, size=n_waves) * 2 * np.pi / np.linalg.norm(k, axis=1))[:, None]
+    return k.astype(np.float32), rng.uniform(0, 2 * np.pi, size=n_waves).astype(np.float32)
+
+
+def _eval_field(params, dirs: list[np.ndarray]) -> np.ndarray:
+    """The field in about [-1, 1] at unit directions ``dirs`` (three arrays)."""
+    k, phase = params
     out = np.zeros_like(dirs[0])
-    for _ in range(n_waves):
-        k = rng.normal(size=3)
-        k *= rng.uniform(0.5, max_cycles) * 2 * np.pi / np.linalg.norm(k)
-        phase = rng.uniform(0, 2 * np.pi)
-        out += np.cos(np.float32(k[0]) * dirs[0] + np.float32(k[1]) * dirs[1] + np.float32(k[2]) * dirs[2]
-                      + np.float32(phase))
-    return out / np.float32(np.sqrt(n_waves / 2.0) * 1.8)
+    for kk, ph in zip(k, phase):
+        out += np.cos(kk[0] * dirs[0] + kk[1] * dirs[1] + kk[2] * dirs[2] + ph)
+    return out / np.float32(np.sqrt(len(k) / 2.0) * 1.8)
 
 
 def _grid(semi_axes: np.ndarray, spacing_mm: float, margin_mm: float) -> tuple[np.ndarray, list]:
@@ -64,35 +75,51 @@ def make_phantom(seed: int, spacing_mm: float = 1.0, scale: float = 1.0, margin_
     rng = np.random.default_rng(int(seed))
     semi = np.asarray(semi_axes_mm, dtype=np.float64) * scale * rng.uniform(0.95, 1.05, size=3)
     affine, (x, y, z) = _grid(semi, spacing_mm, margin_mm)
-    X, Y, Z = np.meshgrid(x, y, z, indexing="ij", sparse=True)
-    dist = np.sqrt(X * X + Y * Y + Z * Z) + np.float32(1e-6)
-    r = np.sqrt((X / np.float32(semi[0])) ** 2 + (Y / np.float32(semi[1])) ** 2 + (Z / np.float32(semi[2])) ** 2)
-    depth = dist * (1 - r) / np.maximum(r, np.float32(1e-6))  # mm below the surface along the ray
-    hu = np.zeros(depth.shape, dtype=np.float32)  # water background
-    inside = depth >= 0
-    hu[inside] = BRAIN_HU
-    shell = np.nonzero(inside & (depth < SHELL_MM))  # layered properties are only computed here
-    pts = [np.broadcast_to(a, depth.shape)[shell] for a in (X, Y, Z)]
-    d = np.sqrt(pts[0] ** 2 + pts[1] ** 2 + pts[2] ** 2) + np.float32(1e-6)
-    hu[shell] = _layers(rng, depth[shell], [p / d for p in pts])
-    hu[inside] += rng.normal(0.0, 8.0, size=int(inside.sum())).astype(np.float32)  # CT-like texture
+    hu = np.zeros(tuple(len(a) for a in (x, y, z)), dtype=np.float32)  # water background
+    fields = {name: _draw_field(rng) for name in FIELDS}
+    # Only the head's bounding box needs work (the margin is water); x-slabs keep memory bounded.
+    lo, hi = [[int(np.searchsorted(a, sgn * (h + spacing_mm))) for a, h in zip((x, y, z), semi)] for sgn in (-1, 1)]
+    Y, Z = np.meshgrid(y[lo[1]:hi[1]], z[lo[2]:hi[2]], indexing="ij", sparse=True)
+    for i in range(lo[0], hi[0], SLAB):
+        X = x[i:min(i + SLAB, hi[0])][:, None, None]
+        noise_rng = np.random.default_rng([int(seed), i])  # per-slab stream: independent of SLAB order
+        hu[i:i + X.shape[0], lo[1]:hi[1], lo[2]:hi[2]] = _head(X, Y[None], Z[None], semi, fields, noise_rng)
     return Volume(hu, affine)
 
 
-def _layers(rng: np.random.Generator, depth: np.ndarray, dirs: list[np.ndarray]) -> np.ndarray:
+def _head(X, Y, Z, semi: np.ndarray, fields: dict, noise_rng: np.random.Generator) -> np.ndarray:
+    """HU of a block from sparse world coordinates (mm, head centre at 0)."""
+    f32 = np.float32
+    dist = np.sqrt(X * X + Y * Y + Z * Z) + f32(1e-6)
+    r = np.sqrt((X / f32(semi[0])) ** 2 + (Y / f32(semi[1])) ** 2 + (Z / f32(semi[2])) ** 2)
+    depth = dist * (1 - r) / np.maximum(r, f32(1e-6))  # mm below the surface along the ray
+    inside = depth >= 0
+    hu = np.where(inside, f32(BRAIN_HU), f32(0))
+    shell = np.nonzero(inside & (depth < SHELL_MM))  # layered properties are only computed here
+    if shell[0].size:
+        pts = [np.broadcast_to(a, depth.shape)[shell] for a in (X, Y, Z)]
+        d = np.sqrt(pts[0] ** 2 + pts[1] ** 2 + pts[2] ** 2) + f32(1e-6)
+        hu[shell] = _layers(depth[shell], [p / d for p in pts], fields)
+    noise = noise_rng.standard_normal(size=hu.shape, dtype=np.float32) * f32(8.0)  # CT-like texture
+    hu += np.where(inside, noise, f32(0))
+    return hu
+
+
+def _layers(depth: np.ndarray, dirs: list[np.ndarray], fields: dict) -> np.ndarray:
     """HU of shell voxels by depth below the scalp, with smoothly varying thicknesses and bone HU."""
     f32 = np.float32
-    skin_t = f32(4.5) + f32(1.0) * _smooth_field(rng, dirs)
-    outer_t = f32(1.8) + f32(0.5) * _smooth_field(rng, dirs)
-    diploe_t = f32(3.5) + f32(2.0) * _smooth_field(rng, dirs)   # 1.5 … 5.5 mm
-    inner_t = f32(1.3) + f32(0.4) * _smooth_field(rng, dirs)
-    cortical_hu = f32(1750) + f32(120) * _smooth_field(rng, dirs)  # ~1600 … 1900
-    diploe_hu = f32(800) + f32(170) * _smooth_field(rng, dirs)     # ~600 … 1000
-    bounds = np.cumsum([skin_t, outer_t, diploe_t, inner_t, np.full_like(skin_t, CSF_MM)], axis=0)
-    values = [f32(SKIN_HU) + 0 * depth, cortical_hu, diploe_hu, cortical_hu - f32(50),
-              f32(CSF_HU) + 0 * depth, f32(BRAIN_HU) + 0 * depth]
-    layer = (depth[None, :] >= bounds).sum(axis=0)  # 0 = skin … 5 = brain
-    return np.choose(layer, values).astype(f32)
+    v = {name: f32(mean) + f32(amp) * _eval_field(fields[name], dirs) for name, (mean, amp) in FIELDS.items()}
+    b1 = v["skin_t"]
+    b2 = b1 + v["outer_t"]
+    b3 = b2 + v["diploe_t"]
+    b4 = b3 + v["inner_t"]
+    b5 = b4 + f32(CSF_MM)
+    hu = np.full(depth.shape, f32(SKIN_HU))
+    hu = np.where(depth >= b1, v["cortical_hu"], hu)               # outer table
+    hu = np.where(depth >= b2, v["diploe_hu"], hu)                 # diploë
+    hu = np.where(depth >= b3, v["cortical_hu"] - f32(50), hu)     # inner table
+    hu = np.where(depth >= b4, f32(CSF_HU), hu)
+    return np.where(depth >= b5, f32(BRAIN_HU), hu)
 
 
 def write_phantom(seed: int, path: str | os.PathLike, **kwargs) -> Path:

@@ -102,8 +102,29 @@ def check_points_per_wavelength(c_min: float, spacing_m: float, frequency_hz: fl
     return ppw
 
 
-def _pad(arr: np.ndarray, pml: int, dtype) -> np.ndarray:
-    return np.pad(np.asarray(arr, dtype=dtype), pml, mode="edge")
+def _fft_friendly(n: int) -> int:
+    """Smallest m >= n whose prime factors are 2, 3, 5, 7 (FFT sizes with a large prime are slow)."""
+    m = n
+    while True:
+        r = m
+        for p in (2, 3, 5, 7):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1
+
+
+def padded_layout(shape, pml_size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(padded shape, left pad per axis): PML of ``pml_size`` cells outside the box on both sides, plus a
+    few extra interior cells on the high side so every axis length is FFT-friendly."""
+    padded = tuple(_fft_friendly(int(n) + 2 * pml_size) for n in shape)
+    return padded, (pml_size,) * len(shape)
+
+
+def _pad(arr: np.ndarray, padded_shape, left, dtype) -> np.ndarray:
+    widths = [(lo, n_pad - n - lo) for n, n_pad, lo in zip(np.shape(arr), padded_shape, left)]
+    return np.pad(np.asarray(arr, dtype=dtype), widths, mode="edge")
 
 
 def _build_simulation(medium: MediumArrays, time_axis: TimeAxis, spacing_m: float, config: SimConfig,
@@ -116,10 +137,11 @@ def _build_simulation(medium: MediumArrays, time_axis: TimeAxis, spacing_m: floa
     from kwave.ksource import kSource  # noqa: PLC0415
 
     pml, dtype = config.pml_size, np.dtype(config.dtype).type
-    c = _pad(medium.sound_speed, pml, dtype)
-    kmedium = kWaveMedium(sound_speed=c, density=_pad(medium.density, pml, dtype))
+    padded, left = padded_layout(np.shape(medium.sound_speed), pml)
+    c = _pad(medium.sound_speed, padded, left, dtype)
+    kmedium = kWaveMedium(sound_speed=c, density=_pad(medium.density, padded, left, dtype))
     if medium.alpha_coeff is not None and np.any(medium.alpha_coeff > 0):
-        kmedium.alpha_coeff = _pad(medium.alpha_coeff, pml, dtype)
+        kmedium.alpha_coeff = _pad(medium.alpha_coeff, padded, left, dtype)
         kmedium.alpha_power = float(medium.alpha_power)
         kmedium.alpha_mode = "no_dispersion"  # keep the tabulated bone sound speed (ITRUSST used y = 2)
     kgrid = kw.kgrid(list(c.shape), [spacing_m] * 3)
@@ -142,7 +164,7 @@ def solve_steady_state(medium: MediumArrays, bowl: BowlSource, frequency_hz: flo
     check_points_per_wavelength(c_min, spacing_m, frequency_hz)
     shape = tuple(int(n) for n in np.shape(medium.sound_speed))
     taxis = make_time_axis(shape, spacing_m, c_min, c_max, frequency_hz, config)
-    padded = tuple(n + 2 * config.pml_size for n in shape)
+    padded, _ = padded_layout(shape, config.pml_size)
     weights = bowl_grid_weights(bowl, padded, config.pml_size, spacing_m)
     t0 = time.perf_counter()
     sim = _build_simulation(medium, taxis, spacing_m, config, device)
@@ -151,17 +173,16 @@ def solve_steady_state(medium: MediumArrays, bowl: BowlSource, frequency_hz: flo
     del weights
     sim._source_p_ops = [source.op(axis) for axis in range(3)]
     setup_s = time.perf_counter() - t0
-    windows, loop_s = _time_loop(sim, taxis, config.pml_size, progress)
+    windows, loop_s = _time_loop(sim, taxis, config.pml_size, shape, progress)
     return _finish(windows, taxis, setup_s, loop_s, source.n_points, sim)
 
 
-def _time_loop(sim, taxis: TimeAxis, pml: int, progress: bool):
+def _time_loop(sim, taxis: TimeAxis, pml: int, box: tuple[int, int, int], progress: bool):
     """Step the solver; lock-in sums over the last two windows. Returns [(re, im) prev, (re, im) last]."""
     from tqdm import tqdm  # noqa: PLC0415
 
     xp = sim.xp
-    crop = tuple(slice(pml, n - pml) for n in sim.grid_shape)
-    box = tuple(n - 2 * pml for n in sim.grid_shape)
+    crop = tuple(slice(pml, pml + n) for n in box)
     phase = 2 * np.pi * np.arange(taxis.points_per_period) / taxis.points_per_period
     cos_t, sin_t = np.cos(phase), np.sin(phase)
     first_window = taxis.n_steps - 2 * taxis.window_steps

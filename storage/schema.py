@@ -24,7 +24,8 @@ import numpy as np
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 FORMAT_NAME = "tfus-dataset"
-TABLE_CHUNK = 16384          # samples per chunk of every table array
+TABLE_CHUNK = 16384          # samples per chunk of the table arrays listed by Dataset.table
+JSON_CHUNK = 256             # samples per chunk of the per-sample JSON columns
 RECORDS_DIR = "_records"     # completion records (a Zarr group holding plain JSON objects)
 AUX_GROUP = "aux"            # auxiliary per-sample arrays (aux/<name>)
 STATUSES = ("pending", "complete", "failed")
@@ -101,6 +102,7 @@ class ArraySpec:
     tail: tuple[int, ...]
     dims: tuple[str, ...]
     fill: object
+    chunk: int = 0   # samples per chunk for table arrays (0: TABLE_CHUNK)
 
 
 def sample_arrays(spec: DatasetSpec) -> list[ArraySpec]:
@@ -132,8 +134,9 @@ def table_arrays() -> list[ArraySpec]:
         ArraySpec("peak_pressure_pa", "float64", (), (), nan),
         ArraySpec("frequency_hz", "float64", (), (), nan),
         ArraySpec("runtime_s", "float64", (), (), nan),
-        ArraySpec("config_json", _STR, (), (), ""),
-        ArraySpec("summary_json", _STR, (), (), ""),
+        # read one sample at a time (Dataset.sample), so small chunks: no 16k-string decode per sample
+        ArraySpec("config_json", _STR, (), (), "", JSON_CHUNK),
+        ArraySpec("summary_json", _STR, (), (), "", JSON_CHUNK),
         ArraySpec("key", _STR, (), (), ""),
     ]
 

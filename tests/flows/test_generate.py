@@ -1,0 +1,99 @@
+"""generate_dataset end to end on a real Prefect server and a real Dask LocalCluster (test preset, 32³)."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.generate import generate_dataset
+from tests.flows.conftest import PHANTOM_OPTIONS, PRESET
+from tests.flows.flowcheck import artifacts_of, assert_store_complete, chunk_mtimes
+
+
+def test_generate_end_to_end_then_rerun_skips_everything(prefect_api, dask_client, phantom_files, tmp_path):
+    store = tmp_path / "ds.zarr"
+    subjects = [str(p) for p in phantom_files[:2]]
+    kwargs = dict(subjects=subjects, store=str(store), placements=2, preset=PRESET, seed=3, split=(0.5, 0.5, 0.0),
+                  dask_address=dask_client.scheduler.address)
+    state = generate_dataset(**kwargs, return_state=True)
+    summary = state.result()
+    assert (summary["planned"], summary["done"], summary["skipped"], summary["failed"]) == (4, 4, 0, 0)
+    table = assert_store_complete(store, 4)
+    # Subject-disjoint split: one subject per split here, each subject in exactly one split.
+    assert table.groupby("subject_id")["split"].nunique().eq(1).all()
+    assert set(table["split"]) == {"train", "val"}
+    assert all(r["runtime_s"] > 0 for r in summary["samples"])
+    artifacts = artifacts_of(state)
+    assert {"generate-dataset", "generate-dataset-report"} <= set(artifacts)
+    assert "done 4, skipped 0, failed 0" in artifacts["generate-dataset"].description
+    assert summary["preview_png"] and open(summary["preview_png"], "rb").read(4) == b"\x89PNG"
+    assert "file://" in artifacts["generate-dataset-report"].data
+
+    before = chunk_mtimes(store)
+    assert len(before) >= 4
+    again = generate_dataset(**kwargs)
+    assert (again["planned"], again["done"], again["skipped"], again["failed"]) == (4, 0, 4, 0)
+    assert chunk_mtimes(store) == before  # nothing rewritten
+    assert_store_complete(store, 4)
+
+
+def test_phantom_subjects_are_written_once_and_reused(tmp_path):
+    from flows.subjects import resolve_subjects
+
+    store = str(tmp_path / "p.zarr")
+    first = resolve_subjects("phantom:2", store, seed=5, phantom_kwargs=PHANTOM_OPTIONS)
+    second = resolve_subjects("phantom:2", store, seed=5, phantom_kwargs=PHANTOM_OPTIONS)
+    assert [s.content_hash for s in first] == [s.content_hash for s in second]
+    assert len({s.content_hash for s in first}) == 2
+    assert all(s.path.startswith(store + ".subjects/") for s in first)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"preset": "no-such-preset"}, "unknown preset"),
+    ({"subjects": ["/nonexistent/head.nii.gz"]}, "does not exist"),
+    ({"subjects": ["/nonexistent/*.nii.gz"]}, "no file matches"),
+    ({"placements": 0}, "placements"),
+    ({"split": (0.5, 0.2, 0.2)}, "split"),
+])
+def test_bad_input_fails_before_any_compute(prefect_api, phantom_files, tmp_path, change, message):
+    store = tmp_path / "never.zarr"
+    kwargs = dict(subjects=[str(phantom_files[0])], store=str(store), placements=1, preset=PRESET, workers=1)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        generate_dataset(**{**kwargs, **change})
+    assert not store.exists()  # nothing half-created
+
+
+def test_memory_estimate_larger_than_a_worker_fails_fast(prefect_api, phantom_files, tmp_path):
+    config = tmp_path / "huge.yaml"
+    config.write_text("base: test\nwindow_shape: [2048, 2048, 2048]\n")
+    store = tmp_path / "never.zarr"
+    with pytest.raises(ValueError, match="GiB"):
+        generate_dataset(subjects=[str(phantom_files[0])], store=str(store), placements=1, preset=str(config),
+                         workers=1)
+    assert not store.exists()
+
+
+def test_store_under_a_file_fails_fast(prefect_api, phantom_files, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(NotADirectoryError, match="not a directory"):
+        generate_dataset(subjects=[str(phantom_files[0])], store=str(blocker / "ds.zarr"), placements=1,
+                         preset=PRESET, workers=1)
+
+
+def test_split_is_subject_disjoint_deterministic_and_stable():
+    from flows.subjects import assign_splits
+
+    ids = [f"s{i}" for i in range(20)]
+    a = assign_splits(ids, (0.7, 0.15, 0.15), seed=1)
+    assert a == assign_splits(list(reversed(ids)), (0.7, 0.15, 0.15), seed=1)
+    assert [list(a.values()).count(x) for x in ("train", "val", "test")] == [14, 3, 3]
+    assert a != assign_splits(ids, (0.7, 0.15, 0.15), seed=2)
+
+
+def test_sample_key_changes_with_each_input():
+    from flows.subjects import sample_key
+
+    base = ("a" * 64, 0, (1.0, 2.0, 3.0), (0.0, 0.0, 0.0), "c" * 64)
+    keys = {sample_key(*base), sample_key("b" * 64, *base[1:]), sample_key(*base[:2], (1.0, 2.0, 3.5), *base[3:]),
+            sample_key(*base[:4], "d" * 64)}
+    assert len(keys) == 4 and sample_key(*base) == sample_key(*base)

@@ -1,0 +1,148 @@
+"""Reliability of generate_dataset with real processes: a corrupt subject, a Dask worker killed in the
+middle of a simulation, the flow process killed mid-generation, and a separately started cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from flows.cli import main
+from flows.generate import generate_dataset
+from tests.flows.conftest import PRESET
+from tests.flows.flowcheck import assert_store_complete
+
+TFUS = str(Path(sys.executable).with_name("tfus"))
+
+
+def _latest_artifact(key: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                      sort=ArtifactSort.CREATED_DESC, limit=1)
+    return found[0]
+
+
+def test_corrupt_subject_fails_its_samples_only(prefect_api, dask_client, phantom_files, tmp_path, capsys):
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"\x1f\x8b\x08\x00" + os.urandom(4096))  # gzip magic, then garbage
+    store = tmp_path / "mixed.zarr"
+    rc = main(["generate", "--subjects", str(phantom_files[0]), str(broken), "--placements", "2",
+               "--preset", PRESET, "--store", str(store), "--dask-address", dask_client.scheduler.address,
+               "--split", "1", "0", "0", "--json", "--no-progress"])
+    summary = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    assert (summary["done"], summary["failed"]) == (2, 2)
+    assert all("broken" in f["reason"] and f["subject_id"] == "broken" for f in summary["failures"])
+
+    from storage import open_dataset
+
+    table = open_dataset(str(store)).table
+    bad = table[table["subject_id"] == "broken"]
+    good = table[table["subject_id"] != "broken"]
+    assert len(bad) == 2 and (bad["status"] == "failed").all()
+    assert bad["reason"].str.contains("broken.nii.gz").all(), bad["reason"].tolist()
+    assert len(good) == 2 and (good["status"] == "complete").all()
+    report = _latest_artifact("generate-dataset-report")
+    assert "broken.nii.gz" in report.data and "failed 2" in report.description
+
+
+def _executing_simulations(dask_worker) -> tuple[int, list[str]]:
+    return os.getpid(), [str(ts.key) for ts in dask_worker.state.executing if "simulate" in str(ts.key)]
+
+
+def _kill_one_mid_simulation(client, killed: dict, stop: threading.Event) -> None:
+    """SIGKILL the first worker seen running a simulation for 1 s (still running then)."""
+    while not stop.is_set():
+        busy = {a: v for a, v in client.run(_executing_simulations).items() if v[1]}
+        if busy:
+            address, (pid, keys) = next(iter(busy.items()))
+            time.sleep(1.0)
+            still = client.run(_executing_simulations, workers=[address]).get(address, (0, []))
+            if set(keys) & set(still[1]):
+                os.kill(pid, signal.SIGKILL)
+                killed.update(pid=pid, keys=keys)
+                return
+        time.sleep(0.2)
+
+
+def test_worker_killed_mid_simulation_is_retried_elsewhere(prefect_api, dask_client, phantom_files, tmp_path):
+    store = tmp_path / "killed-worker.zarr"
+    killed: dict = {}
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_one_mid_simulation, args=(dask_client, killed, stop), daemon=True)
+    killer.start()
+    try:
+        summary = generate_dataset(subjects=[str(phantom_files[1])], store=str(store), placements=2,
+                                   preset=PRESET, seed=11, dask_address=dask_client.scheduler.address)
+    finally:
+        stop.set()
+        killer.join(timeout=30)
+    assert killed, "no worker was killed during a simulation"
+    assert (summary["done"], summary["failed"]) == (2, 0), summary["failures"]
+    assert killed["pid"] not in {r["worker_pid"] for r in summary["samples"]}
+    assert_store_complete(store, 2)
+    dask_client.wait_for_workers(2, timeout=120)  # the nanny restarts the killed worker for later tests
+
+
+def _wait_for_complete(store: Path, proc: subprocess.Popen, timeout_s: float = 300) -> set[str]:
+    from storage import open_dataset
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"tfus generate exited early ({proc.returncode})"
+        try:
+            done = open_dataset(str(store)).complete_keys()
+        except (FileNotFoundError, ValueError, KeyError):
+            done = set()
+        if done:
+            return done
+        time.sleep(0.3)
+    raise AssertionError("no sample completed in time")
+
+
+def test_flow_process_killed_then_rerun_runs_only_missing(prefect_api, dask_client, phantom_files, tmp_path,
+                                                          capsys):
+    from storage import open_dataset
+
+    store = tmp_path / "interrupted.zarr"
+    args = ["generate", "--subjects", *map(str, phantom_files), "--placements", "1", "--preset", PRESET,
+            "--store", str(store), "--seed", "7", "--no-progress"]
+    proc = subprocess.Popen([TFUS, *args, "--workers", "1"], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_complete(store, proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the flow process and its LocalCluster
+        proc.wait(timeout=30)
+    done_before = open_dataset(str(store)).complete_keys()
+    assert 1 <= len(done_before) < 3
+
+    rc = main([*args, "--dask-address", dask_client.scheduler.address, "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert (summary["planned"], summary["skipped"], summary["done"]) == (3, len(done_before), 3 - len(done_before))
+    assert_store_complete(store, 3)
+
+
+def test_generate_on_separately_started_cluster(prefect_api, local_deploy, phantom_files, tmp_path, capsys):
+    from distributed import Client
+
+    with Client(local_deploy["address"], set_as_default=False) as client:
+        worker_pids = set(client.run(os.getpid).values())
+    store = tmp_path / "deployed.zarr"
+    rc = main(["generate", "--subjects", str(phantom_files[2]), "--placements", "2", "--preset", PRESET,
+               "--store", str(store), "--dask-address", local_deploy["address"], "--json", "--no-progress"])
+    summary = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    table = assert_store_complete(store, 2)
+    assert set(table["subject_id"]) == {"head2"}
+    assert {r["worker_pid"] for r in summary["samples"]} <= worker_pids  # ran on deploy/'s workers

@@ -1,0 +1,130 @@
+"""Placement planner: scalp detection, normals, stand-off, validity of every window, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.config import get_preset
+from sim.ingest import Volume, axis_aligned_affine
+from sim.phantom import make_phantom
+from sim.placement import Placement, find_scalp, plan_placements
+from sim.transducer import Bowl
+from sim.window import make_window
+
+CONFIG = get_preset("test")
+
+
+def _sphere_head(background: float, radius=45.0, spacing=1.5, centre=(3.0, -2.0, 1.0)) -> Volume:
+    """A spherical head (soft tissue, a 6 mm skull, brain) in air or water; scalp radius ``radius``."""
+    n = int(2 * (radius + 22) / spacing)
+    affine = axis_aligned_affine(-(n - 1) / 2 * spacing + np.asarray(centre), spacing)
+    idx = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1)
+    r = np.linalg.norm(idx * spacing + affine[:3, 3] - centre, axis=-1)
+    hu = np.full(r.shape, background, np.float32)
+    hu[r < radius] = 45.0
+    hu[r < radius - 4] = 1700.0
+    hu[r < radius - 10] = 30.0
+    return Volume(hu, affine)
+
+
+@pytest.fixture(scope="module")
+def head():
+    return make_phantom(11, spacing_mm=1.5, scale=0.5)
+
+
+def test_deterministic_from_seed(head):
+    a = plan_placements(head, 5, seed=3, config=CONFIG)
+    b = plan_placements(head, 5, seed=3, config=CONFIG)
+    c = plan_placements(head, 5, seed=4, config=CONFIG)
+    assert a == b and len(a) == 5
+    assert a != c
+
+
+def test_every_placement_is_valid(head):
+    placements = plan_placements(head, 6, seed=1, config=CONFIG)
+    scalp_z = []
+    for p in placements:
+        w = make_window(head, p.position_mm, p.target_mm, CONFIG)  # must not raise
+        bowl = w.bowl
+        # Water under the whole bowl, brain at the target.
+        surf = np.rint(head.world_to_voxel(bowl.surface_points_mm(200))).astype(int)
+        assert np.all(head.hu[tuple(surf.T)] < 15)
+        tgt = np.rint(head.world_to_voxel(p.target_mm)).astype(int)
+        assert abs(head.hu[tuple(tgt)] - 30) < 45
+        # Stand-off: apex at standoff + bowl depth from the scalp point, along the axis.
+        gap = np.linalg.norm(np.subtract(p.position_mm, p.scalp_mm))
+        assert gap == pytest.approx(CONFIG.standoff_mm + bowl.depth_mm, abs=1e-3)
+        np.testing.assert_allclose(np.subtract(p.scalp_mm, p.position_mm) / gap, bowl.axis, atol=1e-3)
+        scalp_z.append(p.scalp_mm[2])
+    assert min(scalp_z) > 0  # the upper part of the head (centred at the origin)
+    scalp = np.array([p.scalp_mm for p in placements])
+    dists = np.linalg.norm(scalp[:, None] - scalp[None], axis=-1)[np.triu_indices(len(scalp), 1)]
+    assert dists.min() > 15  # spread over the head, not clustered
+
+
+@pytest.mark.parametrize("background", [-1000.0, 0.0])
+def test_scalp_and_normals_on_a_sphere(background):
+    vol = _sphere_head(background)
+    scalp = find_scalp(vol)
+    centre = np.array([3.0, -2.0, 1.0])
+    radial = scalp.points_mm - centre
+    r = np.linalg.norm(radial, axis=1)
+    assert np.all(np.abs(r - 45.0) < 1.6)  # on the scalp to within about one planning voxel
+    cosang = np.sum(scalp.normals * radial / r[:, None], axis=1)
+    assert np.median(cosang) > 0.995 and cosang.min() > 0.95  # outward and radial
+    placements = plan_placements(vol, 3, seed=0, config=CONFIG)
+    for p in placements:  # axis through the centre: the focus lies on the radius below the scalp point
+        axis = np.subtract(p.target_mm, p.position_mm)
+        to_centre = centre - np.asarray(p.position_mm)
+        cos = axis @ to_centre / np.linalg.norm(axis) / np.linalg.norm(to_centre)
+        assert cos > 0.99
+
+
+def test_explicit_targets(head):
+    targets = [(0.0, 0.0, 5.0), (-5.0, 5.0, 0.0)]
+    placements = plan_placements(head, 3, seed=2, config=CONFIG, targets_mm=targets)
+    assert [p.target_mm for p in placements] == [targets[0], targets[1], targets[0]]
+    for p in placements:
+        make_window(head, p.position_mm, p.target_mm, CONFIG)
+
+
+def test_too_many_or_impossible(head):
+    with pytest.raises(ValueError, match="placements fit"):
+        plan_placements(head, 3, seed=0, config=CONFIG.replace(window_shape=(12, 12, 12)))
+    with pytest.raises(ValueError, match="`n`"):
+        plan_placements(head, 0, seed=0, config=CONFIG)
+    with pytest.raises(ValueError, match="`seed`"):
+        plan_placements(head, 1, seed=-2, config=CONFIG)
+
+
+def test_empty_ct_has_no_head():
+    vol = Volume(np.zeros((20, 20, 20), np.float32), np.eye(4))
+    with pytest.raises(ValueError, match="no head"):
+        plan_placements(vol, 1, seed=0, config=CONFIG)
+
+
+def test_placement_validation_and_dict():
+    p = Placement((1, 2, 3), (4, 5, 6))
+    assert p.to_dict() == {"position_mm": [1.0, 2.0, 3.0], "target_mm": [4.0, 5.0, 6.0], "scalp_mm": None}
+    with pytest.raises(ValueError, match="must differ"):
+        Placement((1, 2, 3), (1, 2, 3))
+    with pytest.raises(ValueError, match="position_mm"):
+        Placement((1, 2), (1, 2, 3))
+    assert isinstance(Bowl((0, 0, 0), (0, 0, 1), 10, 10).axis, np.ndarray)
+
+
+def test_oblique_ct_affine_gives_world_normals():
+    """The planner works in world mm: a rotated voxel grid gives the same radial normals."""
+    base = _sphere_head(-1000.0, spacing=2.0)
+    theta = 0.4
+    rot = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
+    affine = base.affine.copy()
+    affine[:3, :3] = rot @ base.affine[:3, :3]
+    centre_vox = base.world_to_voxel([3.0, -2.0, 1.0])
+    affine[:3, 3] = np.array([3.0, -2.0, 1.0]) - affine[:3, :3] @ centre_vox  # same head centre in world
+    scalp = find_scalp(Volume(base.hu, affine))
+    radial = scalp.points_mm - [3.0, -2.0, 1.0]
+    r = np.linalg.norm(radial, axis=1)
+    assert np.all(np.abs(r - 45.0) < 2.1)
+    assert np.median(np.sum(scalp.normals * radial / r[:, None], axis=1)) > 0.99

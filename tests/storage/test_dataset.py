@@ -1,0 +1,126 @@
+"""Round trips, reserve/commit semantics, plain-Zarr and xarray readability (storage/dataset.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+
+from storage import DatasetSpec, SampleRecord, create_dataset, open_dataset, write_sample
+from tests.storage.helpers import SHAPE, SPEC, key_of, make_store, meta, record, sample_arrays
+
+
+def test_round_trip_every_field(tmp_path):
+    url = tmp_path / "ds.zarr"
+    make_store(url)
+    ds = open_dataset(url)
+    for i in range(4):
+        s = ds.sample(f"s{i:04d}")
+        want = sample_arrays(i)
+        np.testing.assert_array_equal(s.ct_hu, want["ct_hu"])
+        np.testing.assert_array_equal(s.pressure_pa, want["pressure_pa"])
+        np.testing.assert_array_equal(s.affine, want["affine"])
+        np.testing.assert_array_equal(s.transducer_points, want["transducer_points"])
+        assert s.ct_hu.dtype == np.float32 and s.ct_hu.shape == SHAPE
+        assert s.meta["config"] == {"i": i, "preset": "test"}
+        assert s.meta["summary"] == {"i": i, "grid_shape": list(SHAPE)}
+        assert s.meta["peak_pressure_pa"] == pytest.approx(float(want["pressure_pa"].max()))
+        assert s.meta["position_mm"] == (float(i), 0.0, 1.0)
+    assert [s.sample_id for s in ds.samples(["s0002", "s0000"])] == ["s0002", "s0000"]
+    assert ds.sample(key_of(1)).sample_id == "s0001"   # a key works as well as a sample id
+
+
+def test_table_columns_and_status(tmp_path):
+    ds = make_store(tmp_path / "ds.zarr", n=6, write=range(4))
+    ds.mark_failed(key_of(5), "solver diverged")
+    t = open_dataset(tmp_path / "ds.zarr").table
+    assert list(t.columns) == ["index", "sample_id", "key", "subject_id", "split", "status", "reason",
+                               "position_mm", "target_mm", "focal_point_mm", "peak_pressure_pa",
+                               "frequency_hz", "runtime_s"]
+    assert list(t["status"]) == ["complete"] * 4 + ["pending", "failed"]
+    assert t.loc[5, "reason"] == "solver diverged"
+    assert t.loc[2, "focal_point_mm"] == (1.0, 2.0, 2.0)
+    assert ds.complete_keys() == {key_of(i) for i in range(4)}
+
+
+def test_complete_before_commit_and_after(tmp_path):
+    url = tmp_path / "ds.zarr"
+    ds = make_store(url, n=4, write=[0], commit=False)
+    reader = open_dataset(url)
+    assert list(reader.table["status"]) == ["complete", "pending", "pending", "pending"]
+    committed = zarr.open_group(str(url), mode="r", use_consolidated=False)["status"][:]
+    assert list(committed) == ["pending"] * 4          # the record alone makes it complete
+    assert ds.commit() == 1
+    assert list(zarr.open_group(str(url), mode="r", use_consolidated=False)["status"][:]) == \
+        ["complete", "pending", "pending", "pending"]
+    assert ds.commit() == 0                             # nothing left to fold
+    write_sample(url, key_of(2), **sample_arrays(2), meta=meta(2))
+    assert list(reader.refresh().table["status"]) == ["complete", "pending", "complete", "pending"]
+    assert reader.refresh().table.loc[2, "runtime_s"] == 2.5
+
+
+def test_reserve_keeps_indices_and_appends(tmp_path):
+    ds = create_dataset(tmp_path / "ds.zarr", SPEC, {})
+    first = ds.reserve([record(0), record(1)])
+    assert first == {key_of(0): 0, key_of(1): 1}
+    again = ds.reserve([record(2), record(1), record(2)])
+    assert again == {key_of(1): 1, key_of(2): 2}
+    assert len(ds.refresh().table) == 3
+    with pytest.raises(ValueError, match="already used"):
+        ds.reserve([SampleRecord("other", "s0000", "x", "train", (0, 0, 0), (0, 0, 0), 1e5, "{}")])
+
+
+def test_reopen_same_spec_and_reject_other(tmp_path):
+    url = tmp_path / "ds.zarr"
+    create_dataset(url, SPEC, {"sim_config": {"a": 1}})
+    ds = create_dataset(url, DatasetSpec(SHAPE, (0.5, 0.5, 0.5), 12), {"sim_config": {"a": 2}, "new": 3})
+    assert ds.attrs["sim_config"] == {"a": 1} and ds.attrs["new"] == 3
+    with pytest.raises(ValueError, match="different spec"):
+        create_dataset(url, DatasetSpec((8, 8, 8), 0.5, 12), {})
+    with pytest.raises(ValueError, match="reserved"):
+        create_dataset(url, SPEC, {"schema_version": 9})
+
+
+def test_plain_zarr_and_xarray_views(tmp_path):
+    url = tmp_path / "ds.zarr"
+    make_store(url, n=5, write=[0, 1, 3])
+    g = zarr.open_group(str(url), mode="r", use_consolidated=False)
+    assert g.attrs["schema_version"] == 1 and g.attrs["window_shape"] == list(SHAPE)
+    assert g["ct"].chunks == (1, *SHAPE) and g["pressure"].shape == (5, *SHAPE)
+    np.testing.assert_array_equal(g["pressure"][3], sample_arrays(3)["pressure_pa"])
+    assert np.isnan(g["pressure"][2]).all()              # never written: fill value NaN
+    xd = open_dataset(url).to_xarray()
+    assert list(xd["sample"].values) == ["s0000", "s0001", "s0003"]
+    assert xd["pressure"].dims == ("sample", "x", "y", "z")
+    np.testing.assert_array_equal(xd["ct"].sel(sample="s0003").values, sample_arrays(3)["ct_hu"])
+    assert json.loads(str(xd["config_json"].values[2])) == {"i": 3, "preset": "test"}
+
+
+def test_memory_url_round_trip():
+    url = "memory://tfus-tests/ds.zarr"
+    make_store(url, n=3, write=[0, 2], commit=False)
+    ds = open_dataset(url)
+    assert list(ds.table["status"]) == ["complete", "pending", "complete"]
+    np.testing.assert_array_equal(ds.sample("s0002").pressure_pa, sample_arrays(2)["pressure_pa"])
+    create_dataset(url, SPEC, {}).commit()
+    assert open_dataset(url).complete_keys() == {key_of(0), key_of(2)}
+
+
+def test_aux_arrays(tmp_path):
+    url = tmp_path / "ds.zarr"
+    ds = make_store(url, n=4, write=range(3))
+    assert ds.read_aux("free_field", "s0001") is None
+    field = np.full(SHAPE, 7.0, dtype=np.float32)
+    assert ds.write_aux("free_field", "s0001", field) is True
+    assert ds.write_aux("free_field", "s0001", field * 2) is False      # present: not overwritten
+    ds.reserve([record(9)])                                              # grows aux arrays too
+    reader = open_dataset(url)
+    np.testing.assert_array_equal(reader.read_aux("free_field", "s0001"), field)
+    assert reader.read_aux("free_field", "s0002") is None
+    assert reader.aux_names() == ["free_field"]
+    with pytest.raises(ValueError, match="per-sample shape"):
+        ds.write_aux("free_field", "s0002", np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="aux array name"):
+        ds.write_aux("../x", "s0002", field)
