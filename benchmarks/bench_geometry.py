@@ -5,6 +5,7 @@ Run: .venv/bin/python benchmarks/bench_geometry.py   (prints wall and CPU second
 
 from __future__ import annotations
 
+import argparse
 import time
 
 from sim.config import get_preset
@@ -24,9 +25,13 @@ def _timed(label: str, fn, repeat: int = 3):
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-fine", action="store_true", help="skip the 0.5 mm phantom (65 M voxels)")
+    args = parser.parse_args()
     head = _timed("make_phantom(seed, 1.0 mm) adult", lambda: make_phantom(0, spacing_mm=1.0))
     print(f"  shape {head.shape} = {head.hu.size / 1e6:.1f} M voxels")
-    _timed("make_phantom(seed, 0.5 mm) adult", lambda: make_phantom(0, spacing_mm=0.5), repeat=1)
+    if not args.skip_fine:
+        _timed("make_phantom(seed, 0.5 mm) adult", lambda: make_phantom(0, spacing_mm=0.5), repeat=1)
     for preset in ("demo", "tfuscapes"):
         cfg = get_preset(preset)
         plans = _timed(f"plan_placements(adult 1 mm, n=8, {preset})", lambda: plan_placements(head, 8, 0, cfg))

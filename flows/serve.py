@@ -204,6 +204,7 @@ def serve(model_dir: str | None = None, output_root: str | None = None, poll_s: 
     """Register ``predict-field/default``, ``generate-dataset/default`` and ``train-deeptfus/default`` and
     execute their runs until SIGINT/SIGTERM. Needs ``PREFECT_API_URL`` (a running Prefect server)."""
     prefect_environment()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
     if not os.environ.get("PREFECT_API_URL"):
         raise ValueError("PREFECT_API_URL is not set: start a Prefect server first "
                          "(deploy/serve-local.sh starts one with tfus serve)")

@@ -66,43 +66,27 @@ def flip_sample(ct: np.ndarray, target: np.ndarray, points: np.ndarray, axes: Se
 
 
 class StoreDataset(Dataset):
-    """Complete samples of ``split`` (or explicit ``sample_ids``) of the store at ``url``."""
+    """Complete samples of one split of the store at ``url`` (wraps ``storage.SampleReader``)."""
 
-    def __init__(self, url: str, sample_ids: Sequence, n_points: int, augment: bool = False, seed: int = 0):
-        self.url, self.sample_ids, self.n_points = str(url), list(sample_ids), int(n_points)
-        self.augment, self.seed = augment, seed
-        self._ds = None
-        if not self.sample_ids:
-            raise ValueError(f"no samples selected from store {self.url}")
-
-    @classmethod
-    def for_split(cls, url: str, split: str, n_points: int, augment: bool = False, seed: int = 0):
+    def __init__(self, url: str, split: str, n_points: int, augment: bool = False, seed: int = 0):
         import storage
-        table = storage.open_dataset(url).query(split=split)
-        return cls(url, list(table["sample_id"]), n_points, augment, seed)
-
-    def __getstate__(self):  # the store handle stays in its process; workers reopen it
-        return {**self.__dict__, "_ds": None}
+        self.url, self.split, self.n_points = str(url), split, int(n_points)
+        self.augment, self.seed = augment, seed
+        self.reader = storage.SampleReader(url, split)
+        self.sample_ids = list(self.reader.sample_ids)
+        if not self.sample_ids:
+            raise ValueError(f"store {self.url} has no complete samples in split {split!r}")
 
     def __len__(self) -> int:
         return len(self.sample_ids)
 
-    def dataset(self):
-        if self._ds is None:
-            import storage
-            self._ds = storage.open_dataset(self.url)
-        return self._ds
-
     def load(self, i: int):
-        """Normalised numpy arrays (ct, target, points[-1,1] all points) and the raw sample."""
-        sid = self.sample_ids[i]
-        try:
-            s = self.dataset().sample(sid)
-        except (KeyError, IndexError) as exc:
-            raise ValueError(f"sample {sid!r} not readable from {self.url}: {exc}") from exc
-        shape = np.asarray(s.ct_hu).shape
-        return (normalise_ct(s.ct_hu), normalise_pressure(s.pressure_pa, f"sample {sid} pressure"),
-                scale_points(s.transducer_points, shape), s)
+        """(ct [0,1], target, points in [−1, 1] (all of them), raw reader dict) of sample ``i``."""
+        s = self.reader[i]
+        sid = s["sample_id"]
+        shape = s["ct_hu"].shape
+        return (normalise_ct(s["ct_hu"]), normalise_pressure(s["pressure_pa"], f"sample {sid} pressure"),
+                scale_points(s["transducer_points"], shape), s)
 
     def __getitem__(self, i: int) -> dict:
         ct, target, points, _ = self.load(i)
@@ -111,5 +95,6 @@ class StoreDataset(Dataset):
             rng = np.random.default_rng([self.seed, i, int(torch.randint(0, 2 ** 31, ()).item())])
             ct, target, points = flip_sample(ct, target, points, [a for a in range(3) if rng.random() < 0.5])
         points = subsample_points(points, self.n_points, rng)
-        return {"ct": torch.from_numpy(ct[None]), "target": torch.from_numpy(target[None]),
+        return {"ct": torch.from_numpy(np.ascontiguousarray(ct[None])),
+                "target": torch.from_numpy(np.ascontiguousarray(target[None])),
                 "points": torch.from_numpy(points), "index": i}

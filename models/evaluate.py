@@ -25,14 +25,6 @@ from models.predict import Predictor
 log = logging.getLogger(__name__)
 
 
-def _split_ids(store_url: str, split: str) -> list:
-    import storage
-    rows = storage.open_dataset(store_url).query(split=split)
-    if len(rows) == 0:
-        raise ValueError(f"store {store_url} has no complete samples in split {split!r}")
-    return list(rows["sample_id"])
-
-
 def plot_sample(path: Path, sample_id, fields: dict[str, np.ndarray], target: np.ndarray) -> None:
     """Rows: models' predictions and their |error|; columns: slices through the simulated focus."""
     import matplotlib
@@ -60,14 +52,14 @@ def plot_sample(path: Path, sample_id, fields: dict[str, np.ndarray], target: np
 def evaluate(run_dir, store_url: str, split: str, out_dir, free_field: Mapping | None = None,
              baseline_run_dir=None, max_figures: int = 4, progress: bool = True) -> dict:
     """Metrics of the run (and baselines) on ``split``; writes metrics.json and figures; returns the dict."""
-    ids = _split_ids(store_url, split)
+    data = StoreDataset(store_url, split, 1)
+    ids = data.sample_ids
     predictor = Predictor.from_run(run_dir)
     baseline = Predictor.from_run(baseline_run_dir) if baseline_run_dir else None
     if free_field is not None:
         missing = [sid for sid in ids if sid not in free_field]
         if missing:
             raise ValueError(f"free-field fields missing for samples {missing[:5]} of split {split!r}")
-    data = StoreDataset(store_url, ids, predictor.config.n_points)
     spacing = (predictor.run_config.get("spacing_mm") or 1.0)
     per_model: dict[str, list] = {"deeptfus": []}
     if baseline:
@@ -78,9 +70,10 @@ def evaluate(run_dir, store_url: str, split: str, out_dir, free_field: Mapping |
     out.mkdir(parents=True, exist_ok=True)
     for i, sid in enumerate(tqdm(ids, desc=f"evaluate {split}", disable=not progress)):
         _, target, _, sample = data.load(i)
-        fields = {"deeptfus": predictor.predict_window(sample.ct_hu, sample.transducer_points)}
+        ct_hu, points = sample["ct_hu"], sample["transducer_points"]
+        fields = {"deeptfus": predictor.predict_window(ct_hu, points)}
         if baseline:
-            fields["unet_plain"] = baseline.predict_window(sample.ct_hu, sample.transducer_points)
+            fields["unet_plain"] = baseline.predict_window(ct_hu, points)
         if free_field is not None:
             fields["free_field"] = normalise_pressure(free_field[sid], f"free-field field of sample {sid}")
         for name, pred in fields.items():

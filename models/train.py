@@ -74,6 +74,15 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
+def cosine_schedule(optimizer, epochs: int):
+    """Closed-form cosine decay per epoch, lr_e = lr · ½(1 + cos(π e / epochs)), e = 0..epochs−1.
+
+    Closed form (not the recursive CosineAnnealingLR) so that a resumed run with more ``epochs`` continues
+    on the longer schedule instead of from a decayed-to-zero learning rate.
+    """
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 0.5 * (1 + math.cos(math.pi * e / epochs)))
+
+
 def _autocast(device: torch.device, tc: TrainConfig):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and tc.amp)
 
@@ -173,7 +182,7 @@ def train(store_url: str, model_config: ModelConfig, out_dir, train_config: Trai
     tc = train_config or TrainConfig()
     dataset = storage.open_dataset(store_url)
     attrs = dict(dataset.attrs)
-    ids = split_ids(dataset, store_url, tc.min_samples)
+    split_ids(dataset, store_url, tc.min_samples)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = run_config(store_url, model_config, tc, attrs)
@@ -182,14 +191,15 @@ def train(store_url: str, model_config: ModelConfig, out_dir, train_config: Trai
     torch.manual_seed(tc.seed)
     model = DeepTFUS(model_config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc.epochs)
+    scheduler = cosine_schedule(optimizer, tc.epochs)
     state = {"epoch": 0, "history": [], "best_val": math.inf, "best_epoch": None}
     if (out / "last.safetensors").exists():
         state = checkpoint.load_training_state(out / "last.safetensors", model, optimizer, scheduler)
-        scheduler.T_max = tc.epochs  # `epochs` may have grown since
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs):  # the lr on the (new) schedule
+            group["lr"] = base * scheduler.lr_lambdas[0](scheduler.last_epoch)
         log.info("resuming %s at epoch %d", out, state["epoch"])
-    train_ds = StoreDataset(store_url, ids["train"], model_config.n_points, augment=tc.flips, seed=tc.seed)
-    val_ds = StoreDataset(store_url, ids["val"], model_config.n_points)
+    train_ds = StoreDataset(store_url, "train", model_config.n_points, augment=tc.flips, seed=tc.seed)
+    val_ds = StoreDataset(store_url, "val", model_config.n_points)
     loss_fn = CompositeLoss.from_train_config(tc)
     spacing = attrs.get("spacing_mm", 1.0)
     for epoch in range(state["epoch"], tc.epochs):

@@ -13,6 +13,8 @@ points outside the source get 0 HU (water), which is what the simulation treats 
 
 from __future__ import annotations
 
+import contextlib
+import locale
 import logging
 import os
 import uuid
@@ -72,11 +74,27 @@ class Volume:
         lo, hi = -0.5 + margin_vox, np.asarray(self.shape) - 0.5 - margin_vox
         return bool(np.all(v >= lo) and np.all(v <= hi))
 
+    def centre_bounds_mm(self) -> tuple[np.ndarray, np.ndarray]:
+        """World bounding box (lo, hi) of the voxel centres."""
+        n = np.asarray(self.shape, dtype=float) - 1
+        idx = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float) * n
+        pts = self.voxel_to_world(idx)
+        return pts.min(axis=0), pts.max(axis=0)
+
     def corners_mm(self) -> np.ndarray:
         """World positions (8, 3) of the outer corners of the voxel grid (half a voxel past the centres)."""
         n = np.asarray(self.shape, dtype=float)
         idx = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float)
         return self.voxel_to_world(idx * n - 0.5)
+
+
+def grid_covering(lo_mm, hi_mm, spacing_mm: float) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """An axis-aligned grid ``(affine, shape)`` at ``spacing_mm`` on the lattice of multiples of the spacing
+    (world mm), covering the box ``lo_mm``..``hi_mm``."""
+    lo, hi = np.asarray(lo_mm, dtype=np.float64), np.asarray(hi_mm, dtype=np.float64)
+    origin = np.floor(lo / spacing_mm + 1e-9) * spacing_mm
+    shape = tuple(int(n) for n in np.floor((hi - origin) / spacing_mm + 1e-9).astype(int) + 1)
+    return axis_aligned_affine(origin, spacing_mm), shape
 
 
 def voxel_to_world(affine: np.ndarray, points_vox) -> np.ndarray:
@@ -134,6 +152,17 @@ def _as_3d(data: np.ndarray, path: Path) -> np.ndarray:
     return np.asarray(data, dtype=np.float32)
 
 
+@contextlib.contextmanager
+def keep_locale():
+    """Restore the process locale after SimpleITK/GDCM I/O: GDCM's DICOM writer switches the C locale to
+    "C" (measured: Python's default text encoding then becomes ASCII for the rest of the process)."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     import nibabel as nib  # noqa: PLC0415
 
@@ -149,7 +178,8 @@ def _read_itk_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     import SimpleITK as sitk  # noqa: PLC0415
 
     try:
-        image = sitk.ReadImage(str(path))
+        with keep_locale():
+            image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise ValueError(f"{path}: cannot read image ({_first_line(exc)})") from None
     return _from_sitk(image, path)
@@ -158,7 +188,8 @@ def _read_itk_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _read_dicom_dir(path: Path) -> tuple[np.ndarray, np.ndarray]:
     import SimpleITK as sitk  # noqa: PLC0415
 
-    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
+    with keep_locale():
+        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
     if not series:
         raise ValueError(f"{path}: folder holds no DICOM series")
     files = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), sid) for sid in series}
@@ -168,7 +199,8 @@ def _read_dicom_dir(path: Path) -> tuple[np.ndarray, np.ndarray]:
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files[sid])
     try:
-        image = reader.Execute()
+        with keep_locale():
+            image = reader.Execute()
     except RuntimeError as exc:
         raise ValueError(f"{path}: cannot read DICOM series ({_first_line(exc)})") from None
     return _from_sitk(image, path)

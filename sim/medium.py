@@ -25,9 +25,10 @@ Default constants and their sources
   500 kHz absorption as α₀ = α(0.5 MHz)/0.25 with y = 2, where k-Wave's dispersion term tan(πy/2)
   vanishes, so the bone sound speed stays exactly the tabulated one (no Kramers–Kronig drift; the
   solver should also pass ``alpha_mode='no_dispersion'``). ``αmin = 16``, ``αmax = 34.8``
-  dB/(MHz² cm) are Mueller et al. 2017 (Brain Stim. 10:1103; 4 and 8.7 dB/cm at 500 kHz, as in
-  PRESTUS) converted to y = 2; HU 1625 → 18.2 (4.6 dB/cm at 500 kHz, ITRUSST cortical: 4.0),
-  HU 1000 → 22.7 (5.7 dB/cm; ITRUSST trabecular: 8.0).
+  dB/(MHz² cm) are the end points of Mueller et al. 2017 (J. Neural Eng. 14:066012; 4 and 8.7 dB/cm at
+  500 kHz, as used by PRESTUS) converted to y = 2 (α₀ = α₅₀₀/0.25). The curve between them is the
+  TFUScapes form above, 1 − sqrt(x), not Mueller's sqrt(1 − x). HU 1625 → 18.2 (4.6 dB/cm at 500 kHz;
+  ITRUSST cortical: 4.0), HU 1000 → 22.7 (5.7 dB/cm; ITRUSST trabecular: 8.0).
 * Water absorption is negligible (0; ITRUSST water is lossless).
 """
 

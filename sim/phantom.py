@@ -82,7 +82,7 @@ def make_phantom(seed: int, spacing_mm: float = 1.0, scale: float = 1.0, margin_
     Y, Z = np.meshgrid(y[lo[1]:hi[1]], z[lo[2]:hi[2]], indexing="ij", sparse=True)
     for i in range(lo[0], hi[0], SLAB):
         X = x[i:min(i + SLAB, hi[0])][:, None, None]
-        noise_rng = np.random.default_rng([int(seed), i])  # per-slab stream: independent of SLAB order
+        noise_rng = np.random.default_rng([int(seed), i])  # one stream per slab (fixed by seed and SLAB)
         hu[i:i + X.shape[0], lo[1]:hi[1], lo[2]:hi[2]] = _head(X, Y[None], Z[None], semi, fields, noise_rng)
     return Volume(hu, affine)
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from sim.ingest import Volume, resample, world_to_voxel
+from sim.ingest import Volume, grid_covering, resample, voxel_to_world, world_to_voxel
 from sim.transducer import Bowl
-from sim.window import _box_grid, _corner_indices, plan_window, voxel_to_world
+from sim.window import plan_window
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,7 @@ def head_mask(hu: np.ndarray) -> np.ndarray:
 def find_scalp(volume: Volume, plan_spacing_mm: float = PLAN_SPACING_MM) -> _Scalp:
     """Scalp points and outward normals of a CT (on a coarse planning grid)."""
     s = max(plan_spacing_mm, float(volume.spacing_mm.min()))
-    centres = voxel_to_world(volume.affine, _corner_indices(volume.shape))
-    affine, shape = _box_grid(centres.min(axis=0), centres.max(axis=0), s)
+    affine, shape = grid_covering(*volume.centre_bounds_mm(), s)
     hu = resample(volume, affine, shape, fill_hu=0.0).hu
     mask = head_mask(hu)
     smooth = ndimage.gaussian_filter(mask.astype(np.float32), NORMAL_SMOOTHING_MM / s / 2)
@@ -130,8 +129,8 @@ def _inside(scalp: _Scalp, points_mm: np.ndarray) -> np.ndarray:
 
 def _try(volume, scalp, point, normal, target, config) -> Placement | None:
     tr = config.transducer
-    probe = Bowl(tuple(point + normal), tuple(point - normal), tr.roc_mm, tr.aperture_mm)
-    apex = point + (config.standoff_mm + probe.depth_mm) * normal
+    depth = tr.roc_mm - np.sqrt(max(tr.roc_mm ** 2 - (tr.aperture_mm / 2) ** 2, 0.0))  # rim height
+    apex = point + (config.standoff_mm + depth) * normal
     if target is None:
         target = apex - tr.roc_mm * normal
     try:

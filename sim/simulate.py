@@ -45,7 +45,7 @@ def _water_ppw_check(config: SimConfig) -> None:
     from sim.solver import check_points_per_wavelength  # noqa: PLC0415
 
     c_min = min(config.medium.water_sound_speed_m_s, config.medium.sound_speed_min_m_s)
-    check_points_per_wavelength(c_min, config.spacing_mm * 1e-3, config.transducer.frequency_hz)
+    check_points_per_wavelength(c_min, config.spacing_mm * 1e-3, config.transducer.frequency_hz, warn=False)
 
 
 def simulate(ct: Volume | str | os.PathLike, position_mm, target_mm, config: SimConfig, progress: bool = True,

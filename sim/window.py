@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.ingest import Volume, axis_aligned_affine, load_volume, resample, voxel_to_world, world_to_voxel
+from sim.ingest import (Volume, axis_aligned_affine, grid_covering, load_volume, resample, voxel_to_world,
+                        world_to_voxel)
 from sim.transducer import Bowl
 
 MARGIN_VOX = 2          # free voxels required between the bowl and the window's edge
@@ -84,12 +85,6 @@ def _snap(x_mm: np.ndarray, spacing_mm: float) -> np.ndarray:
     return np.round(np.asarray(x_mm) / spacing_mm) * spacing_mm
 
 
-def _box_grid(lo_mm: np.ndarray, hi_mm: np.ndarray, spacing_mm: float) -> tuple[np.ndarray, tuple]:
-    origin = np.floor(lo_mm / spacing_mm + 1e-9) * spacing_mm
-    shape = tuple(int(n) for n in np.floor((hi_mm - origin) / spacing_mm + 1e-9).astype(int) + 1)
-    return axis_aligned_affine(origin, spacing_mm), shape
-
-
 def plan_window(volume: Volume, position_mm, target_mm, config, crop_mm=None,
                 source: str | None = None) -> tuple[np.ndarray, tuple[int, int, int], Bowl]:
     """The window grid ``(affine, shape)`` and the :class:`Bowl`, without resampling anything.
@@ -117,19 +112,13 @@ def plan_window(volume: Volume, position_mm, target_mm, config, crop_mm=None,
         size = np.broadcast_to(np.asarray(crop_mm, dtype=np.float64), (3,))
         if np.any(size <= 0) or not np.all(np.isfinite(size)):
             raise ValueError(f"`crop_mm` must be positive, got {crop_mm}")
-        affine, shape = _box_grid(center - size / 2, center + size / 2, s)
+        affine, shape = grid_covering(center - size / 2, center + size / 2, s)
     else:
-        centres = voxel_to_world(volume.affine, _corner_indices(volume.shape))
-        affine, shape = _box_grid(centres.min(axis=0), centres.max(axis=0), s)
+        affine, shape = grid_covering(*volume.centre_bounds_mm(), s)
     if int(np.prod(shape, dtype=np.int64)) > MAX_WINDOW_VOXELS:
         raise ValueError(f"simulation grid {shape} at {s} mm is too large; use --crop-mm or a coarser spacing")
     _check_bowl_fits(bowl, affine, shape, s)
     return affine, shape, bowl
-
-
-def _corner_indices(shape) -> np.ndarray:
-    n = np.asarray(shape, dtype=float) - 1
-    return np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float) * n
 
 
 def _check_bowl_fits(bowl: Bowl, affine: np.ndarray, shape, spacing_mm: float) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PRESET = "test"
+# Simulation config of the flow tests: the test preset, shrunk (see the file for why).
+PRESET = str(Path(__file__).parent / "data" / "tiny-sim.yaml")
 # Tiny heads on the test preset's grid: half-size outline, 1.5 mm voxels (a few MB per file).
 PHANTOM_OPTIONS = {"scale": 0.5, "spacing_mm": 1.5, "margin_mm": 10.0}
 

@@ -70,3 +70,18 @@ def make_store(path, n_subjects=4, per_subject=2, seed=0, splits=("train", "trai
 def synthetic_store(tmp_path_factory):
     """8 subjects × 2 samples: subjects 0,1,4,5 train, 2,6 val, 3,7 test."""
     return make_store(tmp_path_factory.mktemp("store") / "ds.zarr", n_subjects=8, per_subject=2)
+
+
+FAST_TRAIN = dict(batch_size=4, lr=3e-3, num_workers=0, seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_runs(synthetic_store, tmp_path_factory):
+    """One conditioned and one plain run (1 epoch each) on the synthetic store."""
+    from models.config import TrainConfig, plain_unet_config
+    from models.train import train
+    root = tmp_path_factory.mktemp("runs")
+    tc = TrainConfig(epochs=1, **FAST_TRAIN)
+    train(synthetic_store, small_config(), root / "deeptfus", tc, progress=False)
+    train(synthetic_store, plain_unet_config(small_config()), root / "plain", tc, progress=False)
+    return {"deeptfus": root / "deeptfus", "plain": root / "plain", "store": synthetic_store}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import locale
+
 import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from sim.ingest import (Volume, axis_aligned_affine, crop_volume, load_volume, resample, save_nifti, to_sitk,
-                        voxel_to_world, world_to_voxel)
+from sim.ingest import (Volume, axis_aligned_affine, crop_volume, keep_locale, load_volume, resample, save_nifti,
+                        to_sitk, voxel_to_world, world_to_voxel)
 
 
 def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
@@ -94,8 +96,11 @@ def test_dicom_series_round_trip(tmp_path):
                            ("0008|0018", f"{series}.{k + 1}"), ("0028|1052", "0"), ("0028|1053", "1")]:
             sl.SetMetaData(tag, value)
         writer.SetFileName(str(tmp_path / f"slice{k:03d}.dcm"))
-        writer.Execute(sl)
+        with keep_locale():  # GDCM's writer sets the C locale to "C" (ASCII text I/O for the whole process)
+            writer.Execute(sl)
+    encoding = locale.getpreferredencoding(False)
     back = load_volume(tmp_path)
+    assert locale.getpreferredencoding(False) == encoding
     np.testing.assert_array_equal(back.hu, hu.astype(np.float32))
     np.testing.assert_allclose(back.spacing_mm, spacing, atol=1e-4)
     np.testing.assert_allclose(back.voxel_to_world([0, 0, 0]), np.multiply(origin_lps, [-1, -1, 1]), atol=1e-4)

@@ -11,7 +11,7 @@ def stats(url) -> dict:
     t = ds.table
     complete = t[t["status"] == "complete"]
     failed = t[t["status"] == "failed"]
-    committed = ds.array("status")[: len(ds.array("key"))] if len(t) else []
+    committed = ds.array("status")[: ds.array("key").shape[0]] if len(t) else []
     n_committed = int(sum(1 for s in committed if s == "complete"))
     return {
         "store": ds.url,

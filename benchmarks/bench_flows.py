@@ -1,0 +1,86 @@
+"""Benchmark the dataset-generation flow (one run, side by side on this machine).
+
+(a) orchestration overhead: ``generate_dataset`` on a 1-worker LocalCluster against calling
+    ``sim.simulate`` directly in a loop on the same samples (same placements) — per-sample wall time;
+(b) scaling: the same samples on 2 workers against 1 worker — throughput ratio.
+
+    .venv/bin/python benchmarks/bench_flows.py [--preset demo] [--subjects 2] [--placements 2]
+
+A Prefect server is started on 127.0.0.1 unless PREFECT_API_URL is set (its start-up is not timed).
+Flow times are the whole flow call: validation, cluster start, planning, simulations, commit, artifacts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+def _flow(subjects, store, args, workers) -> tuple[float, dict]:
+    from flows.generate import generate_dataset
+
+    started = time.perf_counter()
+    summary = generate_dataset(subjects=subjects, store=str(store), placements=args.placements,
+                               preset=args.preset, seed=args.seed, workers=workers)
+    elapsed = time.perf_counter() - started
+    assert summary["failed"] == 0 and summary["done"] == summary["planned"], summary["failures"]
+    return elapsed, summary
+
+
+def _direct(subjects_by_id: dict, store: Path, preset: str) -> float:
+    """sim.simulate on every sample of ``store`` (its placements), in this process, one after another."""
+    import sim
+    from storage import open_dataset
+
+    config = sim.get_preset(preset)
+    table = open_dataset(str(store)).table
+    started = time.perf_counter()
+    for row in table.itertuples():
+        sim.simulate(subjects_by_id[row.subject_id], list(row.position_mm), list(row.target_mm), config,
+                     progress=False)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--subjects", type=int, default=2)
+    parser.add_argument("--placements", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="write the figures as JSON here")
+    args = parser.parse_args()
+
+    from flows.runtime import local_prefect_server
+    from flows.subjects import resolve_subjects
+
+    work = Path(tempfile.mkdtemp(prefix="tfus-bench-flows-"))
+    try:
+        with local_prefect_server():
+            subjects = resolve_subjects(f"phantom:{args.subjects}", str(work / "one.zarr"), args.seed,
+                                        {"spacing_mm": 1.0})
+            paths = [s.path for s in subjects]
+            t_one, summary = _flow(paths, work / "one.zarr", args, workers=1)
+            n = summary["planned"]
+            t_direct = _direct({s.subject_id: s.path for s in subjects}, work / "one.zarr", args.preset)
+            t_two, _ = _flow(paths, work / "two.zarr", args, workers=2)
+        figures = {
+            "preset": args.preset, "samples": n, "cpus": os.cpu_count(),
+            "direct_s_per_sample": t_direct / n, "flow_1_worker_s_per_sample": t_one / n,
+            "overhead_pct": 100 * (t_one - t_direct) / t_direct,
+            "flow_2_workers_s_per_sample": t_two / n, "speedup_2_vs_1": t_one / t_two,
+            "loadavg_at_end": os.getloadavg(),
+        }
+        print(json.dumps(figures, indent=2))
+        if args.out:
+            Path(args.out).write_text(json.dumps(figures, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

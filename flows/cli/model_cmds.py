@@ -1,0 +1,78 @@
+"""`tfus train`, `tfus evaluate`, `tfus predict`: thin wrappers over models.* and flows.evaluate."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train DeepTFUS (or the plain U-Net baseline) on a dataset store")
+    p.add_argument("--store", required=True, help="dataset store URL or path")
+    p.add_argument("--config", default="deeptfus-tiny", help="model preset: deeptfus | deeptfus-tiny")
+    p.add_argument("--out", required=True, help="run directory (resumes when it holds the same run)")
+    p.add_argument("--epochs", type=int, help="number of epochs (default: the train config's 50)")
+    p.add_argument("--batch-size", type=int, help="batch size (default 4)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--baseline", action="store_true",
+                   help="train the unet_plain baseline (no conditioning, transducer-mask channel)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_train)
+
+    p = subparsers.add_parser("evaluate", help="metrics of a trained model (and baselines) on a split")
+    p.add_argument("--model", required=True, help="run directory of the trained model")
+    p.add_argument("--store", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", required=True)
+    p.add_argument("--baseline-model", help="run directory of a trained plain U-Net (tfus train --baseline)")
+    p.add_argument("--free-field", action="store_true",
+                   help="add the free-field baseline (simulated in water once per sample, cached in the store)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_evaluate)
+
+    p = subparsers.add_parser("predict", help="predict the normalised field for a CT and a transducer placement")
+    p.add_argument("--model", required=True, help="run directory of the trained model")
+    p.add_argument("--ct", required=True, help="CT volume (NIfTI, .mha, .nrrd, DICOM folder)")
+    p.add_argument("--position", required=True, type=float, nargs=3, metavar=("X", "Y", "Z"),
+                   help="transducer position, world mm")
+    p.add_argument("--target", required=True, type=float, nargs=3, metavar=("X", "Y", "Z"),
+                   help="focus target, world mm")
+    p.add_argument("--out", required=True)
+    p.set_defaults(handler=_predict)
+
+
+def _train(args) -> int:
+    from models.config import TrainConfig, get_model_config, plain_unet_config
+    from models.train import train
+    model_config = get_model_config(args.config)
+    if args.baseline:
+        model_config = plain_unet_config(model_config)
+    changes = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                                 "num_workers": args.workers, "device": args.device}.items() if v is not None}
+    summary = train(args.store, model_config, args.out, TrainConfig(**changes), progress=not args.no_progress)
+    summary.pop("history")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from flows.evaluate import evaluate_model
+    result = evaluate_model(args.model, args.store, args.split, args.out, baseline_run_dir=args.baseline_model,
+                            free_field=args.free_field, progress=not args.no_progress)
+    for name, entry in result.items():
+        if name.startswith("_"):
+            continue
+        cells = [f"{m} {entry[m]['mean']:.3g}±{entry[m]['std']:.2g} (median {entry[m]['median']:.3g})"
+                 for m in ("rel_l2", "focal_error_mm", "max_pressure_error", "dice_6db")]
+        print(f"{name} (n={entry['n']}): " + "; ".join(cells))
+    print(f"wrote {args.out}/metrics.json")
+    return 0
+
+
+def _predict(args) -> int:
+    from models.predict import Predictor, predict_from_ct
+    predictor = Predictor.from_run(args.model)
+    summary = predict_from_ct(predictor, args.ct, args.position, args.target, args.out)
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,106 @@
+"""`tfus simulate` (CT + placement → steady-state pressure) and `tfus validate` (water bowl vs O'Neil).
+
+`tfus phantom` / `tfus plan` come from ``flows/cli/phantom_cmd.py`` (``register_phantom``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+
+
+def register(sub) -> None:
+    if importlib.util.find_spec("flows.cli.phantom_cmd") is not None:
+        from flows.cli.phantom_cmd import register_phantom  # noqa: PLC0415
+
+        register_phantom(sub)
+    _register_simulate(sub)
+    _register_validate(sub)
+
+
+def _register_simulate(sub) -> None:
+    p = sub.add_parser("simulate", help="steady-state pressure of a focused bowl through a CT (k-Wave)",
+                       description="Writes pressure.nii.gz (Pa), ct.nii.gz, summary.json and preview.png.")
+    p.add_argument("--ct", required=True, help="CT: .nii/.nii.gz/.mha/.nrrd or a DICOM folder (HU)")
+    p.add_argument("--position", type=float, nargs=3, required=True, metavar=("X", "Y", "Z"),
+                   help="bowl apex, world mm (RAS)")
+    p.add_argument("--target", type=float, nargs=3, required=True, metavar=("X", "Y", "Z"),
+                   help="aim point on the bowl axis, world mm (RAS)")
+    p.add_argument("--preset", default="demo", help="preset (test, demo, tfuscapes) or YAML/JSON file "
+                                                    "(default demo)")
+    p.add_argument("--frequency-hz", type=float, help="drive frequency (Hz)")
+    p.add_argument("--roc-mm", type=float, help="radius of curvature (mm)")
+    p.add_argument("--aperture-mm", type=float, help="aperture diameter (mm)")
+    p.add_argument("--amplitude-pa", type=float, help="source surface pressure amplitude (Pa)")
+    res = p.add_mutually_exclusive_group()
+    res.add_argument("--spacing-mm", type=float, help="grid spacing (mm)")
+    res.add_argument("--ppw", type=float, help="points per wavelength in water (sets the spacing)")
+    p.add_argument("--crop-mm", type=float, nargs="+", metavar="MM",
+                   help="simulate a box of this size (1 or 3 values, mm) around the beam instead of the "
+                        "preset's window (the whole CT when neither is set: --crop-mm 0)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="NumPy (cpu) or CuPy (gpu)")
+    p.add_argument("--kwave-binary", help="run this k-Wave C++/CUDA executable instead (never downloaded)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(handler=_simulate)
+
+
+def _register_validate(sub) -> None:
+    p = sub.add_parser("validate", help="water bowl vs O'Neil's analytic on-axis solution (figure + JSON)")
+    p.add_argument("--out", required=True, help="output directory (oneil_water.png, oneil_water.json)")
+    p.add_argument("--case", default="default", help="validation case: default or small (default: default)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_validate)
+
+
+def build_config(args: argparse.Namespace):
+    """The SimConfig of a `tfus simulate` command line (preset + overrides)."""
+    from sim.config import load_sim_config  # noqa: PLC0415
+
+    config = load_sim_config(args.preset)
+    changes = {k: getattr(args, k) for k in ("frequency_hz", "roc_mm", "aperture_mm", "amplitude_pa")
+               if getattr(args, k) is not None}
+    transducer = dataclasses.replace(config.transducer, **changes)
+    config = config.replace(transducer=transducer)
+    if args.ppw is not None:
+        if args.ppw <= 0:
+            raise ValueError(f"--ppw must be > 0, got {args.ppw}")
+        config = config.replace(spacing_mm=transducer.wavelength_water_mm / args.ppw)
+    elif args.spacing_mm is not None:
+        config = config.replace(spacing_mm=args.spacing_mm)
+    if args.crop_mm is not None:
+        if len(args.crop_mm) not in (1, 3):
+            raise ValueError(f"--crop-mm takes 1 or 3 values, got {len(args.crop_mm)}")
+        config = config.replace(window_shape=None)
+    return config
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
+    from sim.simulate import simulate, write_simulation  # noqa: PLC0415
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a directory")
+    config = build_config(args)
+    crop = None if args.crop_mm is None or args.crop_mm == [0.0] else args.crop_mm
+    result = simulate(args.ct, args.position, args.target, config, progress=not args.no_progress,
+                      device=args.device, crop_mm=crop, kwave_binary=args.kwave_binary)
+    write_simulation(result, out)
+    s = result.summary
+    print(f"{out}: peak {s['peak_pressure_pa'] / 1e3:.1f} kPa at {[round(x, 1) for x in s['focal_point_mm']]} mm, "
+          f"-6 dB volume {s['focal_volume_mm3']:.0f} mm3, grid {s['grid_shape']} at {s['spacing_mm']:.3g} mm, "
+          f"{s['time_steps']} steps, {s['runtime_s']:.1f} s, convergence {s['convergence']:.2e}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from sim.validation import run_oneil_validation  # noqa: PLC0415
+
+    report = run_oneil_validation(args.out, case=args.case, device=args.device, progress=not args.no_progress)
+    print(json.dumps(report["metrics"], indent=2))
+    return 0 if report["metrics"]["passed"] else 1

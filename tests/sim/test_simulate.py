@@ -1,0 +1,137 @@
+"""`simulate` / `tfus simulate` end to end through a phantom skull, the free-field case, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from flows.cli import main as tfus
+from sim.config import TransducerConfig, get_preset
+from sim.ingest import save_nifti
+from sim.memory import estimate_memory_bytes
+from sim.phantom import make_phantom
+from sim.simulate import simulate_free_field, write_simulation
+
+# A well-focused bowl (gain k·h ≈ 4.5) at 5 points per wavelength: 200 kHz, 1.5 mm, R = D = 40 mm.
+CONFIG = get_preset("test").replace(
+    transducer=TransducerConfig(frequency_hz=200e3, roc_mm=40.0, aperture_mm=40.0, amplitude_pa=50e3),
+    window_shape=(34, 34, 40))
+
+
+def _scalp_top_mm(volume) -> float:
+    i, j = np.round(volume.world_to_voxel([0.0, 0.0, 0.0])[:2]).astype(int)
+    k = int(np.nonzero(np.abs(volume.hu[i, j, :]) > 5)[0].max())
+    return float(volume.voxel_to_world([i, j, k])[2])
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    volume = make_phantom(3, spacing_mm=1.5, scale=0.5)
+    path = save_nifti(volume.hu, volume.affine, tmp_path_factory.mktemp("ct") / "head.nii.gz")
+    bowl_depth = 40 - math.sqrt(40**2 - 20**2)
+    position = (0.0, 0.0, _scalp_top_mm(volume) + 5.0 + bowl_depth)
+    target = (0.0, 0.0, position[2] - 40.0)  # geometric focus ~ 1.5 cm below the skull
+    return path, position, target
+
+
+@pytest.fixture(scope="module")
+def cli_run(head, tmp_path_factory):
+    path, position, target = head
+    cfg_file = tmp_path_factory.mktemp("cfg") / "sim.json"
+    cfg_file.write_text(json.dumps({**CONFIG.to_dict(), "preset": "custom"}))
+    out = tmp_path_factory.mktemp("run") / "sim"
+    rc = tfus(["simulate", "--ct", str(path), "--position", *map(str, position), "--target", *map(str, target),
+               "--preset", str(cfg_file), "--no-progress", "--out", str(out)])
+    assert rc == 0
+    return out
+
+
+def test_cli_writes_the_four_outputs_on_the_grid(cli_run, head):
+    out = cli_run
+    assert sorted(p.name for p in out.iterdir()) == ["ct.nii.gz", "preview.png", "pressure.nii.gz", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    pressure, ct = nib.load(out / "pressure.nii.gz"), nib.load(out / "ct.nii.gz")
+    assert pressure.get_data_dtype() == np.float32
+    assert pressure.shape == ct.shape == tuple(summary["grid_shape"]) == CONFIG.window_shape
+    np.testing.assert_allclose(pressure.affine, summary["affine"], atol=1e-5)
+    np.testing.assert_allclose(ct.affine, pressure.affine)
+    p = np.asarray(pressure.dataobj)
+    assert np.isfinite(p).all() and p.min() >= 0
+    idx = tuple(summary["focal_index"])
+    assert p[idx] == pytest.approx(summary["peak_pressure_pa"], rel=1e-6)
+    np.testing.assert_allclose(pressure.affine[:3, :3] @ idx + pressure.affine[:3, 3], summary["focal_point_mm"])
+    for key in ("focal_volume_mm3", "time_steps", "runtime_s", "convergence", "spacing_mm", "inputs", "config"):
+        assert key in summary
+    assert summary["inputs"]["position_mm"] == list(head[1])
+    assert summary["config"]["transducer"]["roc_mm"] == 40.0
+    assert summary["convergence"] < 0.02
+    assert np.asarray(ct.dataobj).max() > 700  # the skull is on the grid
+    assert (out / "preview.png").stat().st_size > 5_000
+
+
+def test_skull_lowers_the_peak_and_keeps_the_focus_near_the_aim(cli_run, head):
+    _, position, target = head
+    summary = json.loads((cli_run / "summary.json").read_text())
+    water = simulate_free_field(position, target, CONFIG, summary["affine"], progress=False)
+    ws = water.summary
+    assert np.isfinite(water.pressure_pa).all() and water.pressure_pa.min() >= 0
+    assert summary["peak_pressure_pa"] < 0.9 * ws["peak_pressure_pa"]
+    wavelength_mm = 1500 / 200e3 * 1e3
+    shift = np.linalg.norm(np.subtract(summary["focal_point_mm"], ws["focal_point_mm"]))
+    assert shift < 1.5 * wavelength_mm, (summary["focal_point_mm"], ws["focal_point_mm"])
+    assert ws["focus_offset_from_geometric_mm"] < wavelength_mm
+    assert summary["focus_offset_from_geometric_mm"] < 2 * wavelength_mm
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a.__setitem__(1, "missing.nii.gz"), "missing.nii.gz"),
+    (lambda a: a.__setitem__(slice(3, 6), ["0", "0", "500"]), "outside the CT"),
+    (lambda a: a.__setitem__(slice(7, 10), a[3:6]), "must differ"),
+    (lambda a: a.extend(["--aperture-mm", "90", "--roc-mm", "40"]), "twice"),
+    (lambda a: a.extend(["--spacing-mm", "3.0"]), "points per wavelength"),
+    (lambda a: a.extend(["--spacing-mm", "0.05"]), "GiB"),
+])
+def test_bad_input_gives_one_line_and_no_output(head, tmp_path, capsys, change, message, monkeypatch):
+    monkeypatch.setenv("TFUS_MEMORY_LIMIT_BYTES", str(2 * 2**30))
+    path, position, target = head
+    out = tmp_path / "out"
+    argv = ["simulate", "--ct", str(path), "--position", *map(str, position), "--target", *map(str, target),
+            "--preset", "test", "--frequency-hz", "200000", "--crop-mm", "60", "--no-progress", "--out", str(out)]
+    change(argv)
+    assert tfus(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_nan_ct_is_refused(tmp_path, capsys):
+    hu = np.zeros((20, 20, 20), np.float32)
+    hu[3, 3, 3] = np.nan
+    path = save_nifti(hu, np.diag([2.0, 2, 2, 1]), tmp_path / "nan.nii.gz")
+    rc = tfus(["simulate", "--ct", str(path), "--position", "10", "10", "30", "--target", "10", "10", "0",
+               "--preset", "test", "--out", str(tmp_path / "o")])
+    assert rc == 2 and "NaN" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_failed_write_leaves_nothing_that_looks_complete(cli_run, tmp_path):
+    from sim.simulate import SimResult
+    from sim.window import Window
+
+    good = nib.load(cli_run / "pressure.nii.gz")
+    window = Window(np.zeros(good.shape, np.float32), good.affine, np.zeros((16, 3), np.float32))
+    broken = SimResult(np.asarray(good.dataobj), np.zeros(good.shape, np.float32), window, summary={})
+    with pytest.raises(KeyError):
+        write_simulation(broken, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_estimate_grows_with_the_grid_and_covers_the_pml():
+    small = estimate_memory_bytes(CONFIG, (32, 32, 32))
+    big = estimate_memory_bytes(CONFIG, (64, 64, 64))
+    assert 4 * small < big < 10 * small
+    assert estimate_memory_bytes(CONFIG, (256, 256, 256)) > 256**3 * 4 * 20
