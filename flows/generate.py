@@ -159,7 +159,7 @@ def run_samples(runner, samples: list[PlannedSample], store_url: str, config, pr
         pending[future.wrapped_future.key] = (s, future)
         return future.wrapped_future
 
-    queue = as_completed([submit(s) for s in samples])
+    queue = as_completed([submit(s) for s in samples], loop=runner.client.loop)
     with tqdm(total=len(samples), desc="samples", unit="sample", disable=not progress) as bar:
         for dask_future in queue:
             s, future = pending.pop(dask_future.key)

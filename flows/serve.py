@@ -39,6 +39,10 @@ FLOWS = {
     "train-deeptfus": ("flows.train", "train_model", False),
 }
 RETRY_REGISTER_S = 30.0
+# Prefect marks served deployments "ready" when they are polled through get_scheduled_flow_runs, a write to
+# the server's database. Under load SQLite then answers "database is locked" (HTTP 503) to other clients, so
+# the frequent polls are read-only queries and the marking poll runs only this often.
+READY_POLL_S = 10.0
 
 
 @dataclass
@@ -50,6 +54,7 @@ class ServeState:
     in_process: dict = field(default_factory=dict)        # flow run id -> Future
     subprocesses: dict = field(default_factory=dict)      # flow run id -> SpawnProcess
     last_register_try: float = 0.0
+    last_ready_poll: float = 0.0
 
 
 def _load_flow(name: str):
@@ -159,11 +164,25 @@ class DeploymentServer:
         self._reap(client)
         if self.state.missing and time.monotonic() - self.state.last_register_try > RETRY_REGISTER_S:
             register(self.state)
-        runs = client.get_scheduled_flow_runs_for_deployments(
-            deployment_ids=list(self.state.deployments), scheduled_before=_now_plus(self.poll_s))
+        runs = self._scheduled_runs(client)
         for flow_run in sorted(runs, key=lambda r: r.expected_start_time or _now_plus(0)):
             if flow_run.id not in self.state.in_process and flow_run.id not in self.state.subprocesses:
                 self._submit(client, flow_run)
+
+    def _scheduled_runs(self, client) -> list:
+        ids = list(self.state.deployments)
+        if time.monotonic() - self.state.last_ready_poll > READY_POLL_S:
+            self.state.last_ready_poll = time.monotonic()
+            return client.get_scheduled_flow_runs_for_deployments(deployment_ids=ids,
+                                                                  scheduled_before=_now_plus(self.poll_s))
+        from prefect.client.schemas import filters as f  # noqa: PLC0415
+        from prefect.client.schemas.objects import StateType  # noqa: PLC0415
+
+        return client.read_flow_runs(flow_run_filter=f.FlowRunFilter(
+            deployment_id=f.FlowRunFilterDeploymentId(any_=ids),
+            state=f.FlowRunFilterState(type=f.FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+            next_scheduled_start_time=f.FlowRunFilterNextScheduledStartTime(before_=_now_plus(self.poll_s))),
+            limit=20)
 
     def run(self) -> None:
         from prefect.client.orchestration import get_client  # noqa: PLC0415

@@ -175,19 +175,8 @@ def _prepare_run(out: Path, config: dict) -> None:
         write_json(marker, config)
 
 
-def train(store_url: str, model_config: ModelConfig, out_dir, train_config: TrainConfig | None = None,
-          progress: bool = True) -> dict:
-    """Train (or resume training) into ``out_dir``; returns a summary dict (best epoch, losses, paths)."""
-    import storage
-    tc = train_config or TrainConfig()
-    dataset = storage.open_dataset(store_url)
-    attrs = dict(dataset.attrs)
-    split_ids(dataset, store_url, tc.min_samples)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    config = run_config(store_url, model_config, tc, attrs)
-    _prepare_run(out, config)
-    device = pick_device(tc.device)
+def _restore(out: Path, model_config: ModelConfig, tc: TrainConfig, device):
+    """Model, optimizer, scheduler and run state – fresh, or from ``out/last.safetensors``."""
     torch.manual_seed(tc.seed)
     model = DeepTFUS(model_config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -198,20 +187,43 @@ def train(store_url: str, model_config: ModelConfig, out_dir, train_config: Trai
         for group, base in zip(optimizer.param_groups, scheduler.base_lrs):  # the lr on the (new) schedule
             group["lr"] = base * scheduler.lr_lambdas[0](scheduler.last_epoch)
         log.info("resuming %s at epoch %d", out, state["epoch"])
-    train_ds = StoreDataset(store_url, "train", model_config.n_points, augment=tc.flips, seed=tc.seed)
-    val_ds = StoreDataset(store_url, "val", model_config.n_points)
+    return model, optimizer, scheduler, state
+
+
+def _epoch(epoch, model, optimizer, datasets, loss_fn, tc, device, spacing, progress) -> dict:
+    """Train one epoch, validate, and return the history row."""
+    train_ds, val_ds = datasets
+    t0 = time.perf_counter()
+    with tqdm(total=len(train_ds), desc=f"epoch {epoch + 1}/{tc.epochs}", unit="sample",
+              disable=not progress, leave=False) as bar:
+        train_loss = train_epoch(model, _loader(train_ds, tc, True, epoch, device), optimizer, loss_fn,
+                                 tc, device, bar)
+    train_s = time.perf_counter() - t0
+    return {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
+            **validate(model, _loader(val_ds, tc, False, epoch, device), loss_fn, tc, device, spacing),
+            "train_samples_per_s": len(train_ds) / train_s, "epoch_s": time.perf_counter() - t0}
+
+
+def train(store_url: str, model_config: ModelConfig, out_dir, train_config: TrainConfig | None = None,
+          progress: bool = True) -> dict:
+    """Train (or resume training) into ``out_dir``; returns a summary dict (best epoch, losses, history)."""
+    import storage
+    tc = train_config or TrainConfig()
+    dataset = storage.open_dataset(store_url)
+    attrs = dict(dataset.attrs)
+    split_ids(dataset, store_url, tc.min_samples)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = run_config(store_url, model_config, tc, attrs)
+    _prepare_run(out, config)
+    device = pick_device(tc.device)
+    model, optimizer, scheduler, state = _restore(out, model_config, tc, device)
+    datasets = (StoreDataset(store_url, "train", model_config.n_points, augment=tc.flips, seed=tc.seed),
+                StoreDataset(store_url, "val", model_config.n_points))
     loss_fn = CompositeLoss.from_train_config(tc)
-    spacing = attrs.get("spacing_mm", 1.0)
     for epoch in range(state["epoch"], tc.epochs):
-        t0 = time.perf_counter()
-        with tqdm(total=len(train_ds), desc=f"epoch {epoch + 1}/{tc.epochs}", unit="sample",
-                  disable=not progress, leave=False) as bar:
-            train_loss = train_epoch(model, _loader(train_ds, tc, True, epoch, device), optimizer, loss_fn,
-                                     tc, device, bar)
-        train_s = time.perf_counter() - t0
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
-               **validate(model, _loader(val_ds, tc, False, epoch, device), loss_fn, tc, device, spacing),
-               "train_samples_per_s": len(train_ds) / train_s, "epoch_s": time.perf_counter() - t0}
+        row = _epoch(epoch, model, optimizer, datasets, loss_fn, tc, device, attrs.get("spacing_mm", 1.0),
+                     progress)
         scheduler.step()
         state["history"].append(row)
         if row["val_loss"] < state["best_val"]:
@@ -221,7 +233,7 @@ def train(store_url: str, model_config: ModelConfig, out_dir, train_config: Trai
         state["epoch"] = epoch + 1
         checkpoint.save_training_state(out / "last.safetensors", model, optimizer, scheduler, state)
         write_history(out, state["history"])
-        log.info("epoch %d: train %.4g val %.4g", epoch + 1, train_loss, row["val_loss"])
+        log.info("epoch %d: train %.4g val %.4g", epoch + 1, row["train_loss"], row["val_loss"])
     return {"run_dir": str(out), "epochs": state["epoch"], "best_epoch": state["best_epoch"],
             "best_val_loss": state["best_val"], "model_id": config["model_id"],
             "config_hash": config["config_hash"], "history": state["history"]}

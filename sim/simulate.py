@@ -120,7 +120,8 @@ def simulate_window(window: Window, config: SimConfig, inputs: dict, progress: b
 
 
 def _summary(state, window: Window, config: SimConfig, inputs: dict, c_min: float, runtime_s: float) -> dict:
-    stats = field_summary(state.amplitude_pa, window.affine, window.bowl, config.transducer.frequency_hz)
+    skull = window.ct_hu > config.medium.skull_threshold_hu
+    stats = field_summary(state.amplitude_pa, window.affine, window.bowl, config.transducer.frequency_hz, skull)
     geometric_focus = np.asarray(window.bowl.focus_mm)
     return {
         **stats,

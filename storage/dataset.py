@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import zarr
+from zarr.api.asynchronous import open_array as open_async_array
 from zarr.core.sync import sync
 
 from storage import table as _table
 from storage import writing as _writing
 from storage.schema import (AUX_GROUP, FORMAT_NAME, RECORDS_DIR, SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS,
                             UNITS, DatasetSpec, sample_arrays, table_arrays)
-from storage.store import Location, create_array
+from storage.store import Location, create_array, gather
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,21 @@ class Dataset:
                 raise ValueError(f"store {self.url} is damaged: array {name!r} is missing") from exc
             self._arrays[name] = arr
         return arr
+
+    def open_arrays(self, names) -> list[zarr.Array]:
+        """Several schema arrays, the ones not yet open opened concurrently (one round trip, not one each)."""
+        todo = [n for n in dict.fromkeys(names) if n not in self._arrays]
+        if todo:
+            mode = "r" if self.mode == "r" else "r+"
+            opened = sync(gather(*(open_async_array(store=self.loc.zarr_store(), path=n, mode=mode) for n in todo),
+                                 return_exceptions=True))
+            for name, arr in zip(todo, opened):
+                if isinstance(arr, FileNotFoundError):
+                    raise ValueError(f"store {self.url} is damaged: array {name!r} is missing") from arr
+                if isinstance(arr, Exception):
+                    raise arr
+                self._arrays[name] = zarr.Array(arr)
+        return [self._arrays[n] for n in names]
 
     def refresh(self) -> "Dataset":
         """Forget cached arrays and the table, so that the next read sees other processes' writes."""
@@ -159,10 +175,10 @@ def _open_group(loc: Location, mode: str) -> zarr.Group | None:
     """The Zarr group at ``loc``, or None where there is none."""
     try:
         return zarr.open_group(loc.zarr_store(), mode=mode, use_consolidated=False)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError if hasattr(zarr.errors, "GroupNotFoundError")
-            else FileNotFoundError):
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         return None
-    except (ValueError, json.JSONDecodeError, zarr.errors.NodeTypeValidationError) as exc:
+    except (ValueError, json.JSONDecodeError, zarr.errors.NodeTypeValidationError, FileExistsError,
+            NotADirectoryError) as exc:
         raise ValueError(f"{loc.url} is not a tfus dataset: {exc}") from exc
 
 
@@ -186,12 +202,7 @@ def open_dataset(url, mode: str = "r") -> Dataset:
             raise ValueError(f"{loc.url} is not a tfus dataset (no Zarr group there)")
         raise FileNotFoundError(f"no dataset at {loc.url}")
     _check_attrs(loc.url, dict(group.attrs))
-    ds = Dataset(loc, group, mode)
-    missing = [a.name for a in sample_arrays(ds.spec) + table_arrays() if a.name not in group]
-    if missing:
-        raise ValueError(f"store {loc.url} is incomplete: arrays {missing} are missing "
-                         "(re-run create_dataset to repair an interrupted creation)")
-    return ds
+    return Dataset(loc, group, mode)   # arrays open lazily; a missing one raises "store … is damaged"
 
 
 def create_dataset(url, spec: DatasetSpec, attrs: dict | None = None) -> Dataset:
@@ -212,7 +223,10 @@ def create_dataset(url, spec: DatasetSpec, attrs: dict | None = None) -> Dataset
     if group is None:
         if loc.fs.exists(loc.root) and loc.fs.ls(loc.root):
             raise ValueError(f"{loc.url} exists and is not empty, but is not a tfus dataset")
-        group = zarr.open_group(loc.zarr_store(), mode="w-", attributes=_new_attrs(spec, attrs))
+        try:
+            group = zarr.open_group(loc.zarr_store(), mode="w-", attributes=_new_attrs(spec, attrs))
+        except zarr.errors.ContainsGroupError:   # created by another process a moment ago
+            return create_dataset(url, spec, attrs)
     else:
         _check_attrs(loc.url, dict(group.attrs))
         existing = DatasetSpec.from_attrs(dict(group.attrs))

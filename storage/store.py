@@ -77,6 +77,7 @@ class Location:
             except FileNotFoundError:
                 return set()
         else:
+            self.fs.invalidate_cache(folder)   # object-store listings are cached by fsspec; records are new
             try:
                 names = [posixpath.basename(p.rstrip("/")) for p in self.fs.ls(folder, detail=False)]
             except FileNotFoundError:
@@ -117,13 +118,17 @@ class Location:
             finally:
                 os.unlink(tmp)
             return True
-        if self.fs.exists(path):
+        if self.has_record(key, sub):
             return False
         self.fs.pipe_file(path, data)
         return True
 
     def has_record(self, key: str, sub: str = "") -> bool:
-        return self.fs.exists(self.record_path(key, sub))
+        path = self.record_path(key, sub)
+        if self.is_local:
+            return os.path.exists(path)
+        self.fs.invalidate_cache(posixpath.dirname(path))
+        return self.fs.exists(path)
 
     def du(self) -> int:
         """Bytes stored under the root."""

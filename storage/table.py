@@ -24,27 +24,31 @@ _VECTOR_COLUMNS = ("position_mm", "target_mm", "focal_point_mm")
 
 
 def committed_columns(ds, names=TABLE_COLUMNS) -> dict[str, np.ndarray]:
-    """Table arrays as written by the coordinator, truncated to the length of ``key``."""
-    n = ds.array("key").shape[0]
+    """Table arrays as written by the coordinator, truncated to the length of ``key``; all arrays are
+    opened and read concurrently (a handful of requests in one round trip)."""
+    names = list(dict.fromkeys(("key", *names)))
+    arrays = ds.open_arrays(names)
+    n = arrays[0].shape[0]
+    if any(a.shape[0] < n for a in arrays):   # grown by the coordinator since they were opened
+        ds.refresh()
+        arrays = ds.open_arrays(names)
+    values = sync(gather(*(a.async_array.getitem(slice(0, n)) for a in arrays)))
     out = {}
-    for name in names:
-        arr = ds.array(name, min_len=n)
-        out[name] = arr[:n] if n else np.zeros((0, *arr.shape[1:]), dtype=arr.dtype)
-    for name in names:
-        if out[name].dtype.kind in "OT":
-            out[name] = np.asarray(out[name], dtype=object)
+    for name, value in zip(names, values):
+        value = np.asarray(value)
+        out[name] = np.asarray(value, dtype=object) if value.dtype.kind in "OTU" else value
     return out
 
 
 def merge_records(ds, cols: dict[str, np.ndarray]) -> dict[str, dict]:
     """Overlay completion records that commit has not folded yet; returns them by key."""
-    record_keys = ds.loc.list_record_keys()
-    if not record_keys:
-        return {}
     keys, status = cols["key"], cols["status"]
-    rows = {k: i for i, k in enumerate(keys) if k in record_keys}
-    pending = [k for k, i in rows.items() if status[i] != "complete"]
-    records = ds.loc.read_records(pending)
+    open_rows = np.nonzero((status != "complete") & (keys != ""))[0]
+    if not len(open_rows):
+        return {}   # everything committed: no listing needed
+    record_keys = ds.loc.list_record_keys()
+    rows = {keys[i]: i for i in open_rows if keys[i] in record_keys}
+    records = ds.loc.read_records(list(rows))
     for key, rec in records.items():
         i = rows[key]
         status[i] = "complete"

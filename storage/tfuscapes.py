@@ -189,7 +189,11 @@ def import_tfuscapes(src_dir, url, progress: bool = True, n_points: int | None =
     base = {"source": "TFUScapes", "source_dir": str(src.resolve()), "frequency_hz": FREQUENCY_HZ,
             "transducer_points_method": f"farthest-point subsample of tr_coords to {points} points",
             "affine_note": "npz files carry no affine: diag(0.5 mm), origin 0"}
-    ds = create_dataset(url, DatasetSpec(shape, SPACING_MM, points), {**base, **(attrs or {})})
+    attrs = dict(attrs or {})
+    if isinstance(attrs.get("sim_config"), dict):   # make the given SimConfig describe these windows
+        attrs["sim_config"] = {**attrs["sim_config"], "window_shape": list(shape), "n_transducer_points": points,
+                               "spacing_mm": SPACING_MM}
+    ds = create_dataset(url, DatasetSpec(shape, SPACING_MM, points), {**base, **attrs})
     records = {}
     for subject, exp, split, path in plan:
         config = {"source": "TFUScapes", "file": f"{subject}/{exp}.npz", "frequency_hz": FREQUENCY_HZ,

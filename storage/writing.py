@@ -14,6 +14,7 @@ import datetime as _dt
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,7 +197,7 @@ _WRITERS: dict = {}
 def write_sample(url, key: str, *, ct_hu, pressure_pa, affine, transducer_points, meta: dict) -> bool:
     """Write one sample from any process (opens the store once per process). See write_sample_to."""
     from storage.dataset import open_dataset
-    cache_key = (os.getpid(), str(url))
+    cache_key = (os.getpid(), threading.get_ident(), str(url))   # a handle is not shared between threads
     ds = _WRITERS.get(cache_key)
     if ds is None:
         ds = _WRITERS[cache_key] = open_dataset(url, mode="a")

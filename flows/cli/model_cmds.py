@@ -28,6 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--baseline-model", help="run directory of a trained plain U-Net (tfus train --baseline)")
     p.add_argument("--free-field", action="store_true",
                    help="add the free-field baseline (simulated in water once per sample, cached in the store)")
+    p.add_argument("--figures", type=int, default=4, help="samples to plot (default 4)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_evaluate)
 
@@ -59,7 +60,8 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from flows.evaluate import evaluate_model
     result = evaluate_model(args.model, args.store, args.split, args.out, baseline_run_dir=args.baseline_model,
-                            free_field=args.free_field, progress=not args.no_progress)
+                            free_field=args.free_field, progress=not args.no_progress,
+                            max_figures=args.figures)
     for name, entry in result.items():
         if name.startswith("_"):
             continue

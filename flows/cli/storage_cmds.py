@@ -53,13 +53,23 @@ def _query(args) -> int:
     if args.limit is not None:
         table = table.head(args.limit)
     if args.json:
-        from storage.store import to_json
         for row in table.to_dict(orient="records"):
-            print(to_json(row))
+            print(json.dumps({k: _plain(v) for k, v in row.items()}))
         return 0
     print(format_table(table))
     print(f"{len(table)} samples", file=sys.stderr)
     return 0
+
+
+def _plain(value):
+    """JSON-safe value: NaN → null, tuples → lists, numpy scalars → Python."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
 
 
 def format_table(table) -> str:

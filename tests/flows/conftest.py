@@ -18,6 +18,16 @@ PRESET = str(Path(__file__).parent / "data" / "tiny-sim.yaml")
 PHANTOM_OPTIONS = {"scale": 0.5, "spacing_mm": 1.5, "margin_mm": 10.0}
 
 
+@pytest.fixture(autouse=True)
+def _prefect_settings(prefect_api):
+    """Point Prefect at the session server even when prefect was imported before PREFECT_API_URL was set
+    (Prefect 3 reads its settings once, at import; a later os.environ change is not seen)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
+        yield
+
+
 @pytest.fixture(scope="session")
 def phantom_files(tmp_path_factory) -> list[Path]:
     """Three tiny phantom NIfTI files (seeds 0, 1, 2), written once per session."""

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -30,7 +31,7 @@ POSITION, TARGET = [-43.0, 1.0, -2.0], [0.0, 3.0, 2.0]
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("serving")
-    store = helpers.make_store(base / "ds.zarr")
+    store = helpers.make_store(base / "ds.zarr", n_subjects=2)  # subj00 train, subj01 val
     run = helpers.train_tiny(store, base / "runs" / "tiny")
     return {"base": base, "store": store, "run": run, "ct": helpers.write_ct(base / "ct.nii.gz")}
 
@@ -66,7 +67,7 @@ def _wait_registered(api: str, proc, log_path: Path, timeout_s: float = 150.0) -
         if proc.poll() is not None:
             raise RuntimeError(f"tfus serve exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
         for name in ("predict-field", "train-deeptfus"):
-            if httpx.get(f"{api}/deployments/name/{name}/default").status_code != 200:
+            if httpx.get(f"{api}/deployments/name/{name}/default", timeout=30).status_code != 200:
                 break
         else:
             return
@@ -104,8 +105,7 @@ def _assert_not_reloaded(summary: dict, served: dict) -> None:
 
 def test_deployments_registered(served):
     for name in ("predict-field", "train-deeptfus"):
-        response = httpx.get(f"{served['api']}/deployments/name/{name}/default")
-        assert response.status_code == 200, response.text
+        assert _http("GET", f"{served['api']}/deployments/name/{name}/default")["name"] == "default"
 
 
 def test_predict_with_tfus_request_cli(served):
@@ -156,19 +156,30 @@ def test_predict_with_run_deployment_and_reuse_the_model(served):
     assert summaries[0]["out_dir"] != summaries[1]["out_dir"]  # one folder per run by default
 
 
+def _http(method: str, url: str, **kwargs):
+    """One API call; retried on 503 (the server's "busy, retry" answer, e.g. SQLite locked) like curl --retry."""
+    for _ in range(20):
+        response = httpx.request(method, url, timeout=30.0, **kwargs)
+        if response.status_code != 503:
+            response.raise_for_status()
+            return response.json()
+        time.sleep(0.5)
+    response.raise_for_status()
+
+
 def _http_run(api: str, parameters: dict, timeout_s: float = 120.0) -> tuple[dict, list]:
     """The curl recipe of docs/SERVING.md with httpx: find the deployment, create a run, poll, read artifacts."""
-    deployment = httpx.get(f"{api}/deployments/name/predict-field/default").json()
-    run = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run",
-                     json={"parameters": parameters}).json()
+    deployment = _http("GET", f"{api}/deployments/name/predict-field/default")
+    run = _http("POST", f"{api}/deployments/{deployment['id']}/create_flow_run",
+                json={"parameters": parameters, "idempotency_key": uuid.uuid4().hex})
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        run = httpx.get(f"{api}/flow_runs/{run['id']}").json()
+        run = _http("GET", f"{api}/flow_runs/{run['id']}")
         if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             break
         time.sleep(0.2)
-    artifacts = httpx.post(f"{api}/artifacts/filter",
-                           json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}).json()
+    artifacts = _http("POST", f"{api}/artifacts/filter",
+                      json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})
     return run, artifacts
 
 
@@ -213,7 +224,7 @@ def test_bad_input_fails_the_run_with_a_clear_message(served, flat_ct, case, exp
     run, artifacts = _http_run(served["api"], parameters)
     assert run["state"]["type"] == "FAILED"
     assert expected in run["state"]["message"]
-    assert not artifacts
+    assert not [a for a in artifacts if a["key"] in ("prediction-summary", "prediction-output")]
     assert not (served["out_root"].parent / "etc").exists()
     assert served["proc"].poll() is None
 

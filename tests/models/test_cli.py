@@ -13,7 +13,7 @@ def test_cli_train_evaluate_and_errors(trained_runs, tmp_path, capsys):
     assert "`epochs` must be an integer >= 1" in capsys.readouterr().err
     out = tmp_path / "eval"
     assert main(["evaluate", "--model", str(trained_runs["deeptfus"]), "--store", store, "--split", "val",
-                 "--out", str(out), "--baseline-model", str(trained_runs["plain"]), "--no-progress"]) == 0
+                 "--out", str(out), "--baseline-model", str(trained_runs["plain"]), "--no-progress", "--figures", "0"]) == 0
     assert set(json.loads((out / "metrics.json").read_text())) == {"deeptfus", "unet_plain", "_meta"}
     assert "deeptfus (n=4)" in capsys.readouterr().out
     assert main(["predict", "--model", str(tmp_path / "missing"), "--ct", "x.nii.gz", "--position", "0", "0", "0",

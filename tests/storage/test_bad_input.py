@@ -29,6 +29,9 @@ def test_open_errors(tmp_path):
     with pytest.raises(ValueError, match="not empty, but is not a tfus dataset"):
         create_dataset(tmp_path / "plain", SPEC, {})
     assert os.listdir(tmp_path / "plain") == ["notes.txt"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="file is not a tfus dataset"):
+        create_dataset(tmp_path / "file", SPEC, {})
     with pytest.raises(ValueError, match="`mode`"):
         open_dataset(tmp_path / "plain", mode="w")
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from flows.cli import main
+from storage import open_dataset
 from tests.storage import tfuscapes_files as tf
 from tests.storage.helpers import key_of, make_store, sample_arrays
 
@@ -62,6 +63,9 @@ def test_import_tfuscapes_command(tmp_path, capsys):
     out = str(tmp_path / "ds.zarr")
     assert main(["import-tfuscapes", str(tmp_path / "src"), "--out", out, "--points", "8", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["imported"] == 3
+    sim_config = open_dataset(out).attrs["sim_config"]        # sim's tfuscapes preset, fitted to these windows
+    assert sim_config["window_shape"] == [16, 16, 16] and sim_config["n_transducer_points"] == 8
+    assert sim_config["transducer"]["frequency_hz"] == 500e3
     assert main(["query", out, "--split", "test", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["sample_id"] == "S1-exp_1"
     assert main(["import-tfuscapes", str(tmp_path / "nothing"), "--out", out]) == 2

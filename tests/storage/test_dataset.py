@@ -124,3 +124,21 @@ def test_aux_arrays(tmp_path):
         ds.write_aux("free_field", "s0002", np.zeros((2, 2)))
     with pytest.raises(ValueError, match="aux array name"):
         ds.write_aux("../x", "s0002", field)
+
+
+def test_interrupted_reserve_rows_are_invisible_and_reused(tmp_path):
+    from storage.dataset import grow
+    url = tmp_path / "ds.zarr"
+    ds = make_store(url, n=2, write=[0])
+    for name in ("ct", "pressure", "affine", "transducer_points", "sample_id", "status", "key"):
+        grow(ds.array(name), 4)                          # a reserve that resized, then died before any key
+    assert list(open_dataset(url).table["sample_id"]) == ["s0000", "s0001"]
+    assert ds.reserve([record(7)]) == {key_of(7): 2}     # the blank row is used again
+    assert list(open_dataset(url).table["index"]) == [0, 1, 2]
+
+
+def test_memory_url_xarray():
+    url = "memory://tfus-tests/xr.zarr"
+    make_store(url, n=2, write=[1])
+    xd = open_dataset(url).to_xarray()
+    assert list(xd["sample"].values) == ["s0001"] and xd["ct"].shape == (1, *SHAPE)

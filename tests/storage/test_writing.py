@@ -21,7 +21,13 @@ def test_three_processes_write_at_once_nothing_lost(tmp_path):
     ds.reserve([record(i) for i in range(n)])
     parts = [list(range(k, n, 3)) for k in range(3)]         # interleaved: neighbours in different processes
     with mp.get_context("spawn").Pool(3) as pool:
-        results = pool.starmap(helpers.write_many, [(url, p) for p in parts])
+        pending = pool.starmap_async(helpers.write_many, [(url, p) for p in parts])
+        while not pending.ready():           # a reader during the appends: complete means fully written
+            reader = open_dataset(url)
+            for sid in reader.query()["sample_id"]:
+                i = int(sid[1:])
+                np.testing.assert_array_equal(reader.sample(sid).pressure_pa, sample_arrays(i)["pressure_pa"])
+        results = pending.get(timeout=120)
     assert all(all(r) for r in results)
     reader = open_dataset(url)                                 # before commit: records only
     assert set(reader.table["status"]) == {"complete"}

@@ -1,0 +1,106 @@
+"""DeepTFUS speed on this CPU: inference on one 64³ window vs the k-Wave simulation of the same window, and
+training throughput. Ratios are measured side by side in one run.
+
+    .venv/bin/python benchmarks/bench_models.py [--store STORE] [--threads 2] [--repeats 5] [--json out.json]
+
+The simulation time is the ``runtime_s`` of the store's first complete 64³ sample when ``--store`` is given;
+otherwise ``sim.simulate`` runs once (the ``demo`` preset, 64³, a phantom head) and its runtime is used.
+Inference runs on that sample's CT window and transducer points (or the simulated window). Training
+throughput: full optimisation steps (forward, loss, backward, AdamW) of deeptfus-tiny at batch 2 on 64³.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+
+
+def simulation_window(store: str | None):
+    """(ct_hu, points_vox, simulation runtime_s, source description)."""
+    if store:
+        import storage
+        ds = storage.open_dataset(store)
+        sid = ds.query()["sample_id"].iloc[0]
+        s = ds.sample(sid)
+        runtime = s.meta.get("runtime_s") or s.meta.get("summary", {}).get("runtime_s")
+        if runtime is None:
+            raise ValueError(f"sample {sid} of {store} has no runtime_s in its metadata")
+        return s.ct_hu, s.transducer_points, float(runtime), f"store {store} sample {sid}"
+    from sim import get_preset, make_phantom, plan_placements, simulate
+    config = get_preset("demo")
+    volume = make_phantom(0, spacing_mm=config.spacing_mm)
+    placement = plan_placements(volume, 1, 0, config)[0]
+    result = simulate(volume, placement.position_mm, placement.target_mm, config, progress=True)
+    w = result.window
+    return w.ct_hu, w.transducer_points_vox, float(result.summary["runtime_s"]), "sim.simulate demo preset"
+
+
+def time_inference(ct_hu, points_vox, repeats: int) -> list[float]:
+    from models.config import get_model_config
+    from models.network import DeepTFUS
+    from models.predict import Predictor
+    cfg = get_model_config("deeptfus-tiny")
+    predictor = Predictor(DeepTFUS(cfg), {"window_shape": list(ct_hu.shape)}, torch.device("cpu"))
+    predictor.predict_window(ct_hu, points_vox)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        predictor.predict_window(ct_hu, points_vox)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def time_training(steps: int, batch: int = 2, shape=(64, 64, 64)) -> float:
+    from models.config import get_model_config
+    from models.losses import CompositeLoss
+    from models.network import DeepTFUS
+    cfg = get_model_config("deeptfus-tiny")
+    model = DeepTFUS(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = CompositeLoss()
+    ct, target = torch.rand(batch, 1, *shape), torch.rand(batch, 1, *shape) * 0.69
+    points = torch.rand(batch, cfg.n_points, 3) * 2 - 1
+
+    def step():
+        loss = loss_fn(model(ct, points), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", help="dataset store with 64³ samples (else: simulate once)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--train-steps", type=int, default=3)
+    parser.add_argument("--json", help="write the figures here too")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    ct_hu, points, sim_s, source = simulation_window(args.store)
+    times = time_inference(np.asarray(ct_hu), np.asarray(points), args.repeats)
+    infer_s = statistics.median(times)
+    result = {"window_shape": list(np.asarray(ct_hu).shape), "simulation_s": sim_s, "simulation_source": source,
+              "inference_s_median": infer_s, "inference_s_all": times, "speedup": sim_s / infer_s,
+              "train_samples_per_s": time_training(args.train_steps), "torch_threads": args.threads}
+    print(f"window {result['window_shape']}: simulation {sim_s:.1f} s ({source}); deeptfus-tiny inference "
+          f"{infer_s * 1e3:.0f} ms (median of {args.repeats}) -> {result['speedup']:.0f}x faster")
+    print(f"training throughput (deeptfus-tiny, batch 2, 64³): {result['train_samples_per_s']:.2f} samples/s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Streaming steady-state driver vs a plain ``kwave.kspaceFirstOrder(..., backend="python")`` recording p_max.
+
+Same problem for both: a focused bowl (R = D = 0.6 of the box) in water, 250 kHz, 1.2 mm (5 PPW), CFL 0.5,
+the same time axis (``sim.solver.make_time_axis``), the same PML-padded grid (the PML size is chosen per
+box so that box + 2·PML is FFT-friendly for both), float32, one process per measurement.
+
+* ``streaming``: ``sim.solver.solve_steady_state`` (lock-in over the last two windows of 2 periods).
+* ``plain``: kWaveArray source via ``get_distributed_source_signal(order="C")`` (a points × Nt matrix),
+  a whole-box sensor recording ``p_max`` from the start of the same two windows
+  (``record_start_index``), PML outside the box.
+
+Reported per run: seconds per time step (loop only), total wall time, peak traced allocation (tracemalloc:
+NumPy buffers of the simulation) and peak RSS (``ru_maxrss``, includes the interpreter and imports).
+
+    nice -n 10 .venv/bin/python benchmarks/bench_solver.py --sizes 64 96 [--max-steps N]
+
+``--max-steps`` truncates the settle phase (both methods alike) to bound the run time on a busy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+import tracemalloc
+
+F_HZ, DX_M, C0 = 250e3, 1.2e-3, 1500.0
+
+
+def _problem(n: int, max_steps: int | None):
+    from sim.config import SimConfig
+    from sim.solver import MediumArrays, TimeAxis, make_time_axis, padded_layout
+    from sim.source import BowlSource
+
+    pml = next(p for p in range(10, 24) if padded_layout((n,) * 3, p)[0][0] == n + 2 * p)
+    cfg = SimConfig(cfl=0.5, pml_size=pml, extra_cycles=2.0, ramp_cycles=2.0, lockin_periods=2)
+    roc = 0.6 * n * DX_M
+    bowl = BowlSource((2.0, n / 2, n / 2), (2.0 + roc / DX_M, n / 2, n / 2), roc, roc)
+    ta = make_time_axis((n,) * 3, DX_M, C0, C0, F_HZ, cfg)
+    if max_steps and ta.n_steps > max_steps:
+        keep = max(max_steps // ta.points_per_period, 2 * cfg.lockin_periods + 1) * ta.points_per_period
+        ta = TimeAxis(ta.dt, ta.points_per_period, keep, ta.window_steps, ta.cfl_actual)
+    return cfg, bowl, ta, MediumArrays.water((n,) * 3, C0, 1000.0)
+
+
+def run_streaming(n: int, max_steps: int | None) -> dict:
+    import sim.solver as solver
+
+    cfg, bowl, ta, medium = _problem(n, max_steps)
+    solver.make_time_axis = lambda *a, **k: ta  # the (possibly truncated) axis shared with the plain run
+    state = solver.solve_steady_state(medium, bowl, F_HZ, 60e3, DX_M, cfg, progress=False)
+    return {"n_steps": ta.n_steps, "loop_s": state.info["loop_s"], "peak_pa": float(state.amplitude_pa.max())}
+
+
+def run_plain(n: int, max_steps: int | None) -> dict:
+    import numpy as np
+
+    from sim.kwave_import import kwave_modules
+    from sim.solver import padded_layout
+    from sim.source import drive_signal, vox_to_grid_m
+
+    kw = kwave_modules()
+    from kwave.kmedium import kWaveMedium
+    from kwave.ksensor import kSensor
+    from kwave.ksource import kSource
+
+    cfg, bowl, ta, _ = _problem(n, max_steps)
+    kgrid = kw.kgrid([n] * 3, [DX_M] * 3)
+    kgrid.setTime(ta.n_steps, ta.dt)
+    karray = kw.karray(bli_tolerance=0.05, upsampling_rate=10)
+    # same bowl position as the streaming run (which places it on the padded grid)
+    padded, _ = padded_layout((n,) * 3, cfg.pml_size)
+    shift = np.array([(p // 2) - cfg.pml_size - n // 2 for p in padded], float) * DX_M
+    apex = np.array(vox_to_grid_m(bowl.apex_vox, padded, cfg.pml_size, DX_M)) + shift
+    focus = np.array(vox_to_grid_m(bowl.focus_vox, padded, cfg.pml_size, DX_M)) + shift
+    karray.add_bowl_element(apex.tolist(), bowl.roc_m, bowl.diameter_m, focus.tolist())
+    source = kSource()
+    source.p_mask = karray.get_array_binary_mask(kgrid)
+    signal = drive_signal(ta.n_steps, ta.dt, F_HZ, 60e3, cfg.ramp_cycles)[None, :]
+    source.p = karray.get_distributed_source_signal(kgrid, signal, order="C").astype(np.float32)
+    sensor = kSensor(mask=np.ones((n,) * 3, bool))
+    sensor.record = ["p_max"]
+    sensor.record_start_index = ta.n_steps - 2 * ta.window_steps + 1  # 1-based: the same two windows
+    t0 = time.perf_counter()
+    out = kw.kwave.kspaceFirstOrder(kgrid, kWaveMedium(sound_speed=C0, density=1000.0), source, sensor,
+                                    pml_size=cfg.pml_size, pml_alpha=cfg.pml_alpha, backend="python",
+                                    dtype=np.float32, quiet=True)
+    loop_s = time.perf_counter() - t0
+    return {"n_steps": ta.n_steps, "loop_s": loop_s, "peak_pa": float(np.max(out["p_max"]))}
+
+
+def _worker(method: str, n: int, max_steps: int | None) -> None:
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    res = {"streaming": run_streaming, "plain": run_plain}[method](n, max_steps)
+    res["wall_s"] = time.perf_counter() - t0
+    res["traced_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
+    res["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["s_per_step"] = res["loop_s"] / res["n_steps"]
+    print("RESULT " + json.dumps({"method": method, "n": n, **res}))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 96])
+    ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--worker", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
+    ap.add_argument("--json", help="also write the results to this file")
+    args = ap.parse_args()
+    if args.worker:
+        _worker(args.worker[0], int(args.worker[1]), args.max_steps)
+        return 0
+    rows = []
+    for n in args.sizes:
+        for method in ("streaming", "plain"):
+            cmd = [sys.executable, __file__, "--worker", method, str(n)]
+            if args.max_steps:
+                cmd += ["--max-steps", str(args.max_steps)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+            rows.append(json.loads(line[7:]))
+            r = rows[-1]
+            print(f"{n:>4}³ {method:<10} steps {r['n_steps']:>4}  {r['s_per_step']:.3f} s/step  "
+                  f"traced peak {r['traced_peak_mb']:8.1f} MB  max RSS {r['max_rss_mb']:8.1f} MB  "
+                  f"peak {r['peak_pa'] / 1e3:7.1f} kPa", flush=True)
+        s, p = rows[-2], rows[-1]
+        print(f"{n:>4}³ ratio plain/streaming: time per step {p['s_per_step'] / s['s_per_step']:.2f}x, "
+              f"traced memory {p['traced_peak_mb'] / s['traced_peak_mb']:.2f}x, "
+              f"RSS {p['max_rss_mb'] / s['max_rss_mb']:.2f}x", flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
