@@ -9,8 +9,9 @@ box so that box + 2·PML is FFT-friendly for both), float32, one process per mea
   a whole-box sensor recording ``p_max`` from the start of the same two windows
   (``record_start_index``), PML outside the box.
 
-Reported per run: seconds per time step (loop only), total wall time, peak traced allocation (tracemalloc:
-NumPy buffers of the simulation) and peak RSS (``ru_maxrss``, includes the interpreter and imports).
+Reported per run: seconds per time step (loop only), total wall time, peak traced allocation (tracemalloc,
+started after the imports: the simulation's own NumPy buffers, source set-up included) and peak RSS
+(``ru_maxrss``, which also counts the interpreter and the imported libraries, ~200 MB).
 
     nice -n 10 .venv/bin/python benchmarks/bench_solver.py --sizes 64 96 [--max-steps N]
 
@@ -94,6 +95,12 @@ def run_plain(n: int, max_steps: int | None) -> dict:
 
 
 def _worker(method: str, n: int, max_steps: int | None) -> None:
+    import sim.solver  # noqa: F401  (imports are not the simulation's memory: trace after them)
+    from sim.kwave_import import kwave_modules
+
+    kwave_modules()
+    from kwave.kspaceFirstOrder import kspaceFirstOrder  # noqa: F401
+
     tracemalloc.start()
     t0 = time.perf_counter()
     res = {"streaming": run_streaming, "plain": run_plain}[method](n, max_steps)

@@ -42,6 +42,27 @@ def read_summary(flow_run_id) -> dict:
     return parse_summary_markdown(artifacts[0].data)
 
 
+def wait_for_deployment(name: str = PREDICT_DEPLOYMENT, timeout_s: float = 120.0, proc=None) -> None:
+    """Block until ``name`` is registered (``tfus serve`` registers after loading its model)."""
+    import time  # noqa: PLC0415
+
+    from prefect.client.orchestration import get_client  # noqa: PLC0415
+    from prefect.exceptions import ObjectNotFound  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while True:
+            try:
+                client.read_deployment_by_name(name)
+                return
+            except ObjectNotFound:
+                if proc is not None and proc.poll() is not None:
+                    raise RunFailed(f"the serving process exited with code {proc.returncode}") from None
+                if time.monotonic() > deadline:
+                    raise RunFailed(f"deployment {name} not registered after {timeout_s:g} s") from None
+                time.sleep(0.5)
+
+
 def run_and_wait(deployment: str, parameters: dict, timeout_s: float = 300.0, poll_s: float = 0.2):
     """Create a flow run of ``deployment``, wait for a final state; RunFailed unless it Completed."""
     from prefect.deployments import run_deployment  # noqa: PLC0415

@@ -222,8 +222,8 @@ def _reserve(dataset, samples: list[PlannedSample], config) -> set[str]:
 
 @flow(name="generate-dataset", validate_parameters=False)
 def generate_dataset(subjects: str | list[str], store: str, placements: int = 4, preset: str = "demo",
-                     seed: int = 0, split: tuple[float, float, float] = (0.7, 0.15, 0.15), workers: int | None = None,
-                     dask_address: str | None = None, progress: bool = False,
+                     seed: int = 0, split: tuple[float, float, float] = (0.7, 0.15, 0.15),
+                     workers: int | None = None, dask_address: str | None = None, progress: bool = False,
                      phantom_options: dict | None = None) -> dict:
     """Simulate ``placements`` transducer placements for each subject into the dataset at ``store``.
 

@@ -74,13 +74,14 @@ def render_preview(store_url: str, rows: list[dict]) -> str | None:
 
 def publish(summary: dict) -> None:
     """Table artifact (counts, per-sample rows with runtimes and reasons) and a markdown preview."""
-    from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact  # noqa: PLC0415
+    from prefect.artifacts import (  # noqa: PLC0415
+        create_image_artifact, create_markdown_artifact, create_table_artifact)
 
     counts = f"done {summary['done']}, skipped {summary['skipped']}, failed {summary['failed']}"
     create_table_artifact(table=summary["samples"], key=ARTIFACT_KEY,
                           description=f"{summary['store']}: {counts} of {summary['planned']} samples")
     lines = [f"# Dataset generation: {summary['store']}", "",
-             f"| planned | done | skipped | failed | mean runtime per sample (s) | wall (s) |",
+             "| planned | done | skipped | failed | mean runtime per sample (s) | wall (s) |",
              "|---|---|---|---|---|---|",
              f"| {summary['planned']} | {summary['done']} | {summary['skipped']} | {summary['failed']} | "
              f"{_fmt(summary['runtime_s_per_sample'])} | {summary['wall_s']} |", ""]

@@ -162,6 +162,11 @@ def configure_dask() -> None:
         # A task whose worker dies is rescheduled elsewhere up to this many times (then KilledWorker,
         # which generate_dataset resubmits as an infrastructure fault).
         "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+        # No spilling to disk: the spill directory is ``<local_directory>/storage`` and Dask puts
+        # ``<local_directory>`` first on the worker's sys.path, so ``import storage`` found that empty
+        # directory (a namespace package) instead of tfus's ``storage``. Tasks return small dicts anyway.
+        "distributed.worker.memory.target": False,
+        "distributed.worker.memory.spill": False,
     })
 
 

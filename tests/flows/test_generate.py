@@ -48,7 +48,7 @@ def test_phantom_subjects_are_written_once_and_reused(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"preset": "no-such-preset"}, "unknown preset"),
+    ({"preset": "no-such-preset"}, "neither a preset"),
     ({"subjects": ["/nonexistent/head.nii.gz"]}, "does not exist"),
     ({"subjects": ["/nonexistent/*.nii.gz"]}, "no file matches"),
     ({"placements": 0}, "placements"),
@@ -97,3 +97,16 @@ def test_sample_key_changes_with_each_input():
     keys = {sample_key(*base), sample_key("b" * 64, *base[1:]), sample_key(*base[:2], (1.0, 2.0, 3.5), *base[3:]),
             sample_key(*base[:4], "d" * 64)}
     assert len(keys) == 4 and sample_key(*base) == sample_key(*base)
+
+
+def test_only_infrastructure_faults_are_retried():
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+
+    from flows.generate import is_infrastructure_error
+
+    for exc in (KilledWorker("k", "w"), CommClosedError("gone"), ConnectionResetError(), TimeoutError()):
+        assert is_infrastructure_error(exc), exc
+    for exc in (ValueError("bad CT"), FileNotFoundError("x"), ZeroDivisionError(), KeyError("k"),
+                RuntimeError("solver diverged"), ImportError("no module")):
+        assert not is_infrastructure_error(exc), exc

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from flows.cli import main
 from flows.generate import generate_dataset
 from tests.flows.conftest import PRESET
@@ -146,3 +148,18 @@ def test_generate_on_separately_started_cluster(prefect_api, local_deploy, phant
     table = assert_store_complete(store, 2)
     assert set(table["subject_id"]) == {"head2"}
     assert {r["worker_pid"] for r in summary["samples"]} <= worker_pids  # ran on deploy/'s workers
+
+
+@pytest.mark.slow
+def test_cli_with_nothing_configured_on_the_test_preset(tmp_path):
+    """`tfus generate` as a user runs it: no PREFECT_API_URL (it starts and stops its own server), its own
+    LocalCluster, phantoms written by the flow, the real `test` preset (tens of seconds per sample)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "TFUS_DASK_ADDRESS")}
+    store = tmp_path / "default.zarr"
+    proc = subprocess.run([TFUS, "generate", "--phantoms", "2", "--placements", "1", "--preset", "test",
+                           "--store", str(store), "--workers", "2", "--phantom-scale", "0.5", "--no-progress"],
+                          env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 done, 0 skipped, 0 failed" in proc.stdout
+    assert_store_complete(store, 2)
+    assert len(list(Path(str(store) + ".subjects").glob("phantom-*.nii.gz"))) == 2

@@ -147,3 +147,18 @@ def test_memory_estimate_grows_with_the_grid_and_covers_the_pml():
     big = estimate_memory_bytes(CONFIG, (64, 64, 64))
     assert 4 * small < big < 10 * small
     assert estimate_memory_bytes(CONFIG, (256, 256, 256)) > 256**3 * 4 * 20
+
+
+def test_kwave_binary_failure_is_one_clear_error():
+    """The C++ path writes its HDF5 input and reports a failing executable in one line (no binary here)."""
+    from sim.config import SimConfig
+    from sim.solver import MediumArrays
+    from sim.solver_cpp import solve_steady_state_cpp
+    from sim.source import BowlSource
+
+    args = (MediumArrays.water((24, 24, 24)), BowlSource((2, 12, 12), (20, 12, 12), 15e-3, 15e-3), 300e3, 6e4,
+            1e-3, SimConfig(pml_size=6, cfl=0.5))
+    with pytest.raises(ValueError, match="failed"):
+        solve_steady_state_cpp(*args, binary="/bin/false")
+    with pytest.raises(FileNotFoundError, match="not an executable"):
+        solve_steady_state_cpp(*args, binary="/nonexistent/kspaceFirstOrder-OMP")
