@@ -32,18 +32,18 @@ def _flow(subjects, store, args, workers) -> tuple[float, dict]:
     return elapsed, summary
 
 
-def _direct(subjects_by_id: dict, store: Path, preset: str) -> float:
+def _direct(subjects_by_id: dict, store: Path, preset: str) -> tuple[float, float]:
     """sim.simulate on every sample of ``store`` (its placements), in this process, one after another."""
     import sim
     from storage import open_dataset
 
     config = sim.get_preset(preset)
     table = open_dataset(str(store)).table
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for row in table.itertuples():
         sim.simulate(subjects_by_id[row.subject_id], list(row.position_mm), list(row.target_mm), config,
                      progress=False)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def main() -> None:
@@ -58,6 +58,7 @@ def main() -> None:
     from flows.runtime import local_prefect_server
     from flows.subjects import resolve_subjects
 
+    load_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="tfus-bench-flows-"))
     try:
         with local_prefect_server():
@@ -66,14 +67,23 @@ def main() -> None:
             paths = [s.path for s in subjects]
             t_one, summary = _flow(paths, work / "one.zarr", args, workers=1)
             n = summary["planned"]
-            t_direct = _direct({s.subject_id: s.path for s in subjects}, work / "one.zarr", args.preset)
+            t_direct, cpu_direct = _direct({s.subject_id: s.path for s in subjects}, work / "one.zarr",
+                                           args.preset)
             t_two, _ = _flow(paths, work / "two.zarr", args, workers=2)
+        task_s = sum(r["runtime_s"] for r in summary["samples"])
+        sim_s = sum(r["sim_runtime_s"] for r in summary["samples"])
         figures = {
             "preset": args.preset, "samples": n, "cpus": os.cpu_count(),
-            "direct_s_per_sample": t_direct / n, "flow_1_worker_s_per_sample": t_one / n,
+            "direct_s_per_sample": t_direct / n, "direct_cpu_s_per_sample": cpu_direct / n,
+            "flow_1_worker_s_per_sample": t_one / n,
             "overhead_pct": 100 * (t_one - t_direct) / t_direct,
+            # The same 1-worker flow run, decomposed (robust to load drift between runs):
+            "flow_outside_tasks_s_per_sample": (t_one - task_s) / n,
+            "task_around_simulate_s_per_sample": (task_s - sim_s) / n,
+            "simulate_in_worker_s_per_sample": sim_s / n,
+            "overhead_within_flow_run_pct": 100 * (t_one - sim_s) / sim_s,
             "flow_2_workers_s_per_sample": t_two / n, "speedup_2_vs_1": t_one / t_two,
-            "loadavg_at_end": os.getloadavg(),
+            "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg(),
         }
         print(json.dumps(figures, indent=2))
         if args.out:

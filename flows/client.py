@@ -66,9 +66,14 @@ def wait_for_deployment(name: str = PREDICT_DEPLOYMENT, timeout_s: float = 120.0
 def run_and_wait(deployment: str, parameters: dict, timeout_s: float = 300.0, poll_s: float = 0.2):
     """Create a flow run of ``deployment``, wait for a final state; RunFailed unless it Completed."""
     from prefect.deployments import run_deployment  # noqa: PLC0415
+    from prefect.exceptions import ObjectNotFound  # noqa: PLC0415
 
-    flow_run = run_deployment(name=deployment, parameters=parameters, timeout=timeout_s,
-                              poll_interval=poll_s, as_subflow=False)
+    try:
+        flow_run = run_deployment(name=deployment, parameters=parameters, timeout=timeout_s,
+                                  poll_interval=poll_s, as_subflow=False)
+    except ObjectNotFound:
+        raise RunFailed(f"deployment {deployment} is not registered with this Prefect API: "
+                        "is `tfus serve` running against it?") from None
     state = flow_run.state
     if state is None or not state.is_final():
         raise RunFailed(f"flow run {flow_run.name} ({flow_run.id}) did not finish within {timeout_s:g} s "

@@ -33,6 +33,7 @@ def sample_rows(samples, skipped: set[str]) -> list[dict]:
         rows.append({"sample_id": s.sample_id, "subject_id": s.subject.subject_id, "split": s.split,
                      "status": status, "attempts": s.attempts,
                      "runtime_s": round(s.result.get("runtime_s", 0.0), 3) if s.result else None,
+                     "sim_runtime_s": round(s.result.get("sim_runtime_s", 0.0), 3) if s.result else None,
                      "peak_pressure_pa": s.result.get("peak_pressure_pa") if s.result else None,
                      "worker_pid": s.result.get("worker_pid") if s.result else None,
                      "reason": s.failed_reason or ""})

@@ -148,7 +148,11 @@ class DeploymentServer:
         else:
             from prefect.flow_engine import run_flow_in_subprocess  # noqa: PLC0415
 
-            self.state.subprocesses[flow_run.id] = run_flow_in_subprocess(flow, flow_run=flow_run)
+            try:
+                self.state.subprocesses[flow_run.id] = run_flow_in_subprocess(flow, flow_run=flow_run)
+            except Exception as exc:  # noqa: BLE001 - the run must not stay Pending forever
+                log.exception("could not start flow run %s", flow_run.id)
+                _crash(client, flow_run.id, f"tfus serve could not start the run's process: {exc}")
 
     def _reap(self, client) -> None:
         for run_id, future in list(self.state.in_process.items()):
@@ -157,8 +161,8 @@ class DeploymentServer:
         for run_id, proc in list(self.state.subprocesses.items()):
             if proc.exitcode is not None:
                 del self.state.subprocesses[run_id]
-                if proc.exitcode != 0:
-                    _crash(client, run_id, f"flow run process exited with code {proc.exitcode}")
+                _crash(client, run_id, f"flow run process exited with code {proc.exitcode} "
+                                       "before the run reached a final state")
 
     def poll_once(self, client) -> None:
         self._reap(client)
@@ -227,7 +231,9 @@ def serve(model_dir: str | None = None, output_root: str | None = None, poll_s: 
     if not os.environ.get("PREFECT_API_URL"):
         raise ValueError("PREFECT_API_URL is not set: start a Prefect server first "
                          "(deploy/serve-local.sh starts one with tfus serve)")
-    serving.configure(model_dir, output_root if output_root is not None else serving.output_root())
+    serving.configure(model_dir=model_dir)  # checked before any folder is created
+    # Always export the root, so that generation/training subprocesses are confined to it too.
+    serving.configure(output_root_dir=output_root if output_root is not None else serving.output_root())
     server = DeploymentServer(poll_s=poll_s, limit=limit)
     _warm_up(serving.default_model())
     if install_signal_handlers:

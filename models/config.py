@@ -35,6 +35,7 @@ class ModelConfig:
     base_width: int = 16
     depth: int = 3
     attention_levels: tuple[int, ...] = (1, 2, 3)
+    dynamic_levels: tuple[int, ...] | None = None  # encoder levels with dynamic convs; None: all
     embed_dim: int = 128
     n_fourier: int = 8            # octaves 2^k·π, k = 0..n_fourier-1
     point_mlp_layers: int = 2
@@ -50,8 +51,9 @@ class ModelConfig:
     conditioning: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.attention_levels, list):
-            object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
+        for name in ("attention_levels", "dynamic_levels"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"`name` must be a non-empty string, got {self.name!r}")
         for name in ("base_width", "depth", "embed_dim", "point_mlp_layers", "n_points", "n_tokens",
@@ -83,6 +85,14 @@ class ModelConfig:
                                  f"attention level {level}")
         if len(set(self.attention_levels)) != len(self.attention_levels):
             raise ValueError(f"`attention_levels` has duplicates: {self.attention_levels}")
+        levels = self.dynamic_levels if self.dynamic_levels is not None else ()
+        if not isinstance(levels, tuple) or any(isinstance(v, bool) or not isinstance(v, int)
+                                                or not 0 <= v <= self.depth for v in levels):
+            raise ValueError(f"`dynamic_levels` must be None or integers in [0, depth={self.depth}], "
+                             f"got {self.dynamic_levels}")
+
+    def has_dynamic(self, level: int) -> bool:
+        return self.dynamic_conv and (self.dynamic_levels is None or level in self.dynamic_levels)
 
     def width(self, level: int) -> int:
         return self.base_width * 2 ** level
@@ -95,6 +105,7 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["attention_levels"] = list(self.attention_levels)
+        d["dynamic_levels"] = None if self.dynamic_levels is None else list(self.dynamic_levels)
         return d
 
     @classmethod
@@ -115,8 +126,10 @@ class ModelConfig:
 _PRESETS = {
     # Paper-scale: widths 16/32/64/128, ~3.4 M parameters, for a GPU at 256³.
     "deeptfus": ModelConfig(),
-    # CPU-scale: widths 8/16/32/64, trains at 64³ on two cores.
+    # CPU-scale: widths 8/16/32/64, trains at 64³ on two cores. No dynamic convs at full resolution: on a
+    # CPU the depthwise-conv backward at 64³ costs more than the rest of the step (docs/PERFORMANCE.md).
     "deeptfus-tiny": ModelConfig(name="deeptfus-tiny", base_width=8, depth=3, attention_levels=(2, 3),
+                                 dynamic_levels=(1, 2, 3),
                                  embed_dim=64, n_fourier=6, n_points=256, heads=4, norm_groups=4),
 }
 

@@ -71,11 +71,10 @@ class DynamicDepthwiseConv3d(nn.Module):
             self.head.bias.copy_(identity.flatten())
 
     def forward(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        b, c = h.shape[:2]
-        k = self.kernel
-        weight = self.head(z).reshape(b * c, 1, k, k, k).to(h.dtype)
-        out = F.conv3d(h.reshape(1, b * c, *h.shape[2:]), weight, padding=k // 2, groups=b * c)
-        return out.reshape(h.shape)
+        c, k = self.channels, self.kernel
+        weight = self.head(z).reshape(-1, c, 1, k, k, k).to(h.dtype)
+        # One grouped conv per sample: keeps h's memory format (channels_last_3d is much faster on CPU).
+        return torch.cat([F.conv3d(h[i:i + 1], weight[i], padding=k // 2, groups=c) for i in range(h.shape[0])])
 
 
 class CrossAttention(nn.Module):
@@ -138,12 +137,12 @@ def _conv_block(c_in: int, c_out: int, groups: int) -> nn.Sequential:
 class EncoderStage(nn.Module):
     """2 × (Conv3d → GroupNorm → GELU [→ dynamic depthwise conv]) [→ cross-attention]."""
 
-    def __init__(self, c_in: int, c_out: int, config: ModelConfig, attention: bool):
+    def __init__(self, c_in: int, c_out: int, config: ModelConfig, attention: bool, dynamic: bool):
         super().__init__()
         self.convs = nn.ModuleList([_conv_block(c_in, c_out, config.norm_groups),
                                     _conv_block(c_out, c_out, config.norm_groups)])
         self.dyn = nn.ModuleList([DynamicDepthwiseConv3d(c_out, config.embed_dim, config.dyn_kernel)
-                                  for _ in range(2)]) if config.dynamic_conv else None
+                                  for _ in range(2)]) if dynamic else None
         self.attn = CrossAttention(c_out, config) if attention else None
 
     def forward(self, h: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
@@ -199,7 +198,7 @@ class DeepTFUS(nn.Module):
         stages = []
         for level in range(cfg.depth + 1):  # the last one is the bottleneck
             attention = cfg.cross_attention and level in cfg.attention_levels
-            stages.append(EncoderStage(c_in, cfg.width(level), cfg, attention))
+            stages.append(EncoderStage(c_in, cfg.width(level), cfg, attention, cfg.has_dynamic(level)))
             c_in = cfg.width(level)
         return nn.ModuleList(stages)
 

@@ -59,10 +59,15 @@ def _request_predict(args) -> int:
     params = prediction_parameters(ct=args.ct, position_mm=args.position, target_mm=args.target,
                                    store=args.store, sample_id=args.sample_id, model=args.model,
                                    out_dir=args.out_dir)
+    import httpx  # noqa: PLC0415
+
     try:
         summary = request_prediction(params, timeout_s=args.timeout)
     except RunFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except httpx.HTTPError as exc:
+        print(f"error: cannot reach the Prefect API at {os.environ['PREFECT_API_URL']}: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0

@@ -104,7 +104,7 @@ def _assert_not_reloaded(summary: dict, served: dict) -> None:
 
 
 def test_deployments_registered(served):
-    for name in ("predict-field", "train-deeptfus"):
+    for name in ("predict-field", "train-deeptfus", "generate-dataset"):
         assert _http("GET", f"{served['api']}/deployments/name/{name}/default")["name"] == "default"
 
 
@@ -235,3 +235,18 @@ def test_failed_run_reports_through_tfus_request_and_server_keeps_serving(served
     assert bad.returncode == 1 and "unknown `sample_id` 'ghost'" in bad.stderr
     run, _ = _http_run(served["api"], {"store": served["store"], "sample_id": "subj00-p1"})
     assert run["state"]["type"] == "COMPLETED", run["state"]["message"]
+
+
+@pytest.mark.slow
+def test_train_through_the_api_runs_in_its_own_process_under_the_output_root(served):
+    from prefect.deployments import run_deployment
+
+    flow_run = run_deployment("train-deeptfus/default", timeout=600, poll_interval=1, parameters={
+        "store": served["store"], "out_dir": "runs/api", "epochs": 1, "batch_size": 2, "device": "cpu",
+        "model_overrides": {"base_width": 4, "norm_groups": 2, "embed_dim": 16, "n_points": 32}})
+    assert flow_run.state.is_completed(), flow_run.state.message
+    assert (served["out_root"] / "runs" / "api" / "best.safetensors").is_file()
+    escaped = run_deployment("train-deeptfus/default", timeout=600, poll_interval=1, parameters={
+        "store": served["store"], "out_dir": "../../runs/evil", "epochs": 1})
+    assert escaped.state.is_failed() and "outside the output root" in escaped.state.message
+    assert served["proc"].poll() is None
