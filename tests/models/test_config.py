@@ -16,6 +16,7 @@ from models.config import ModelConfig, TrainConfig, get_model_config, plain_unet
     ({"film": "yes"}, "film"),
     ({"conditioning": False}, "conditioning"),
     ({"n_fourier": -1}, "n_fourier"),
+    ({"dynamic_levels": (4,)}, "dynamic_levels"),
     ({"name": ""}, "name"),
 ])
 def test_invalid_model_config_names_field(changes, field):

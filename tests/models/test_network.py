@@ -5,7 +5,7 @@ from models.config import get_model_config, plain_unet_config
 from models.network import DeepTFUS, FourierFeatures, count_parameters, points_to_mask
 from tests.models.conftest import small_config
 
-SWITCHES = [{}, {"dynamic_conv": False}, {"cross_attention": False}, {"film": False},
+SWITCHES = [{}, {"dynamic_conv": False}, {"dynamic_levels": (1,)}, {"cross_attention": False}, {"film": False},
             {"bidirectional": False}, {"dynamic_conv": False, "cross_attention": False, "film": False}]
 
 
@@ -30,7 +30,7 @@ def test_plain_unet_shape_and_mask_channel():
     assert mask.sum() == 2 and mask[0, 0, 0, 0, 0] == 1 and mask[0, 0, 3, 3, 3] == 1
 
 
-@pytest.mark.parametrize("name, params", [("deeptfus", 3.4e6), ("deeptfus-tiny", 0.87e6)])
+@pytest.mark.parametrize("name, params", [("deeptfus", 3.4e6), ("deeptfus-tiny", 0.84e6)])
 def test_presets_shapes_and_size(name, params):
     cfg = get_model_config(name)
     model = DeepTFUS(cfg)
