@@ -177,5 +177,5 @@ def local_cluster(n_workers: int = 2, threads_per_worker: int = 1, memory_limit:
     from dask.distributed import LocalCluster  # noqa: PLC0415
 
     return LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-                        host="127.0.0.1", dashboard_address=None, memory_limit=memory_limit,
+                        host="127.0.0.1", dashboard_address="127.0.0.1:0", memory_limit=memory_limit,
                         local_directory=local_directory or tempfile.gettempdir())

@@ -15,7 +15,7 @@ import numpy as np
 
 BYTES_PER_PADDED_CELL = {"float32": 48 * 4 + 3 * 8, "float64": 48 * 8 + 3 * 8}
 BYTES_PER_BOX_CELL = 4 * 4 + 6 * 8
-BASELINE_BYTES = 400 * 2**20  # interpreter, numpy/scipy/k-wave imports, FFT plans
+BASELINE_BYTES = 250 * 2**20  # interpreter, numpy/scipy/k-wave imports (measured RSS ~150-200 MB)
 
 
 def estimate_memory_bytes(config, grid_shape, device: str = "cpu") -> int:

@@ -15,13 +15,17 @@ def _slices(volume: np.ndarray, index) -> list[np.ndarray]:
 
 def render_preview(ct_hu: np.ndarray, pressure_pa: np.ndarray, focal_index, path: str | os.PathLike,
                    spacing_mm: float = 1.0, title: str = "") -> Path:
-    """Write a 1×3 panel PNG (sagittal/coronal/axial planes through ``focal_index``); returns the path."""
+    """Write a 1×3 panel PNG (planes through ``focal_index``); returns the path.
+
+    The overlay is scaled to the pressure at the focus (hot spots in the skull may saturate), so the focal
+    region stays visible even when the outer table carries a higher amplitude.
+    """
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    peak = float(np.max(pressure_pa)) or 1.0
+    peak = float(pressure_pa[tuple(int(i) for i in focal_index)]) or float(np.max(pressure_pa)) or 1.0
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.2), constrained_layout=True)
     names = [("y", "z"), ("x", "z"), ("x", "y")]
     image = None
@@ -32,7 +36,7 @@ def render_preview(ct_hu: np.ndarray, pressure_pa: np.ndarray, focal_index, path
         image = ax.imshow(overlay, cmap="inferno", origin="lower", extent=extent, vmin=0, vmax=1, alpha=0.75)
         ax.set_xlabel(f"{h} (mm, grid)")
         ax.set_ylabel(f"{v} (mm, grid)")
-    fig.colorbar(image, ax=axes, shrink=0.85, label=f"p / p_max (p_max = {peak / 1e3:.1f} kPa)")
+    fig.colorbar(image, ax=axes, shrink=0.85, label=f"p / p_focus (p_focus = {peak / 1e3:.1f} kPa)")
     if title:
         fig.suptitle(title)
     path = Path(path)

@@ -105,7 +105,7 @@ def test_only_infrastructure_faults_are_retried():
 
     from flows.generate import is_infrastructure_error
 
-    for exc in (KilledWorker("k", "w"), CommClosedError("gone"), ConnectionResetError(), TimeoutError()):
+    for exc in (KilledWorker("k", "w", 3), CommClosedError("gone"), ConnectionResetError(), TimeoutError()):
         assert is_infrastructure_error(exc), exc
     for exc in (ValueError("bad CT"), FileNotFoundError("x"), ZeroDivisionError(), KeyError("k"),
                 RuntimeError("solver diverged"), ImportError("no module")):
