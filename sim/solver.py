@@ -238,8 +238,6 @@ def _time_loop(sim, taxis: TimeAxis, pml: int, box: tuple[int, int, int], progre
 
 
 def _finish(windows, taxis: TimeAxis, setup_s: float, loop_s: float, n_points: int, sim) -> SteadyState:
-    from sim.kwave_import import kwave_modules  # noqa: PLC0415, F401  (already imported)
-
     to_cpu = (lambda a: a.get()) if hasattr(sim.xp, "asnumpy") else np.asarray
     scale = 2.0 / taxis.window_steps
     amps = []
