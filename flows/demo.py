@@ -29,12 +29,12 @@ class DemoConfig:
     """Sizes of the demo; the defaults finish in under 20 minutes on 2 cores."""
 
     out_dir: Path = Path("demo")
-    subjects: int = 5
-    placements: int = 3
+    subjects: int = 4
+    placements: int = 2
     preset: str = "demo"
     workers: int = 2
     model_config: str = "deeptfus-tiny"
-    epochs: int = 12
+    epochs: int = 10
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -47,6 +47,13 @@ class DemoConfig:
             raise ValueError(f"`workers` must be >= 1, got {self.workers}")
         if self.epochs < 1:
             raise ValueError(f"`epochs` must be >= 1, got {self.epochs}")
+
+    @property
+    def split_fractions(self) -> tuple[float, float, float]:
+        """Subject-disjoint train/val/test fractions that leave at least one subject in val and test."""
+        n = self.subjects
+        held_out = max(1, round(0.15 * n)) / n
+        return (1.0 - 2 * held_out, held_out, held_out)
 
     @property
     def store(self) -> Path:
@@ -110,7 +117,7 @@ def _generate(cfg: DemoConfig) -> None:
     # with the samples that completed, as a user would, and says so.
     proc = tfus("generate", "--subjects", str(cfg.heads / "*.nii.gz"), "--placements", cfg.placements,
                 "--preset", cfg.preset, "--store", cfg.store, "--workers", cfg.workers, "--seed", cfg.seed,
-                check=False)
+                "--split", *cfg.split_fractions, check=False)
     if proc.returncode != 0:
         print(f"      warning: generation reported failures (exit {proc.returncode}); see `tfus stats {cfg.store}`")
 

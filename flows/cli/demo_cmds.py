@@ -8,11 +8,11 @@ def register(sub) -> None:
                        description="Synthetic heads → dataset generation (Prefect + Dask) → query → training → "
                                    "evaluation → a prediction through the flow API → report.md.")
     p.add_argument("--out", default="demo", help="output directory (default: demo)")
-    p.add_argument("--subjects", type=int, default=5, help="synthetic heads (default 5)")
-    p.add_argument("--placements", type=int, default=3, help="placements per head (default 3)")
+    p.add_argument("--subjects", type=int, default=4, help="synthetic heads (default 4)")
+    p.add_argument("--placements", type=int, default=2, help="placements per head (default 2)")
     p.add_argument("--preset", default="demo", help="simulation preset (default demo)")
     p.add_argument("--workers", type=int, default=2, help="Dask workers (default 2)")
-    p.add_argument("--epochs", type=int, default=12, help="training epochs (default 12)")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=_run)
 
