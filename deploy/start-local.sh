@@ -51,7 +51,7 @@ echo "$PREFECT_API_URL" > "$run_dir/prefect_api_url"
 dask_port="${TFUS_DASK_PORT:-$(free_port)}"
 address="tcp://$host:$dask_port"
 start scheduler "$bin/dask" scheduler --host "$host" --port "$dask_port" --dashboard-address "$host:0"
-wait_for 60 grep -q "Scheduler at" "$run_dir/scheduler.log" \
+wait_for 180 grep -q "Scheduler at" "$run_dir/scheduler.log" \
   || { echo "error: dask scheduler did not start; see $run_dir/scheduler.log" >&2; exit 1; }
 echo "$address" > "$run_dir/dask_address"
 

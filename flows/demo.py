@@ -125,7 +125,8 @@ def _generate(cfg: DemoConfig) -> None:
 def _query(cfg: DemoConfig) -> dict:
     tfus("stats", cfg.store)
     tfus("query", cfg.store, "--split", "test")
-    rows = json.loads(tfus("query", cfg.store, "--split", "test", "--json", capture=True).stdout)
+    out = tfus("query", cfg.store, "--split", "test", "--json", capture=True).stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.strip()]  # JSON lines
     if not rows:
         raise RuntimeError(f"no complete test samples in {cfg.store}; see `tfus stats {cfg.store}`")
     return rows[0]
