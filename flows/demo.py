@@ -154,6 +154,9 @@ def _predict_through_api(cfg: DemoConfig, sample: dict) -> dict:
                                "--output-root", str(out_root)], stdout=serve_log, stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL)
     try:
+        from flows.client import wait_for_deployment  # noqa: PLC0415  (imports prefect: after the server is up)
+
+        wait_for_deployment(timeout_s=180, proc=server)  # serve registers once its model is loaded
         proc = tfus("request", "predict", "--store", cfg.store.resolve(), "--sample-id", sample["sample_id"],
                     "--out-dir", "demo-request", "--timeout", 300, capture=True)
         summary = json.loads(proc.stdout)
