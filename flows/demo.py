@@ -34,7 +34,7 @@ class DemoConfig:
     preset: str = "demo"
     workers: int = 2
     model_config: str = "deeptfus-tiny"
-    epochs: int = 10
+    epochs: int = 30
     seed: int = 0
 
     def __post_init__(self) -> None:

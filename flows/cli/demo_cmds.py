@@ -12,7 +12,7 @@ def register(sub) -> None:
     p.add_argument("--placements", type=int, default=2, help="placements per head (default 2)")
     p.add_argument("--preset", default="demo", help="simulation preset (default demo)")
     p.add_argument("--workers", type=int, default=2, help="Dask workers (default 2)")
-    p.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=_run)
 
