@@ -12,7 +12,6 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-MIN_POINTS_PER_WAVELENGTH = 3.0  # the solver's own refusal threshold (sim.solver.check_points_per_wavelength)
 
 
 def load_config(preset_or_config):
@@ -27,12 +26,7 @@ def load_config(preset_or_config):
         config = sim.load_sim_config(preset_or_config)
     if config.window_shape is None:
         raise ValueError("simulation config: `window_shape` must be set for a dataset (samples share one grid)")
-    if hasattr(sim, "validate_config"):
-        sim.validate_config(config)
-    elif config.points_per_wavelength_water < MIN_POINTS_PER_WAVELENGTH:
-        raise ValueError(f"simulation config: spacing_mm {config.spacing_mm} gives "
-                         f"{config.points_per_wavelength_water:.2f} points per wavelength in water at "
-                         f"{config.transducer.frequency_hz / 1e3:.0f} kHz; need >= {MIN_POINTS_PER_WAVELENGTH}")
+    sim.validate_config(config)
     return config
 
 

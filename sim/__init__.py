@@ -19,7 +19,7 @@ _EXPORTS = {
     "Placement": "sim.placement", "plan_placements": "sim.placement",
     "Window": "sim.window", "make_window": "sim.window", "plan_window": "sim.window",
     "SimResult": "sim.simulate", "simulate": "sim.simulate", "simulate_free_field": "sim.simulate",
-    "simulate_window": "sim.simulate", "write_simulation": "sim.simulate",
+    "simulate_window": "sim.simulate", "write_simulation": "sim.simulate", "validate_config": "sim.simulate",
     "estimate_memory_bytes": "sim.memory",
     "oneil_on_axis": "sim.oneil",
     "field_summary": "sim.fieldstats",

@@ -41,7 +41,8 @@ def _check_config(config, device: str) -> None:
         raise ValueError(f"`device` must be 'cpu' or 'gpu', got {device!r}")
 
 
-def _water_ppw_check(config: SimConfig) -> None:
+def validate_config(config: SimConfig) -> None:
+    """Refuse, before any CT is read, what no CT can rescue: < 3 points per wavelength in the slowest medium."""
     from sim.solver import check_points_per_wavelength  # noqa: PLC0415
 
     c_min = min(config.medium.water_sound_speed_m_s, config.medium.sound_speed_min_m_s)
@@ -59,7 +60,7 @@ def simulate(ct: Volume | str | os.PathLike, position_mm, target_mm, config: Sim
     _check_config(config, device)
     source = None if isinstance(ct, Volume) else str(ct)
     volume = ct if isinstance(ct, Volume) else load_volume(ct)
-    _water_ppw_check(config)
+    validate_config(config)
     _, shape, _ = plan_window(volume, position_mm, target_mm, config, crop_mm, source)
     check_memory(estimate_memory_bytes(config, shape, device=device), what=f"simulation grid {tuple(shape)}")
     window = make_window(volume, position_mm, target_mm, config, crop_mm=crop_mm)
@@ -79,7 +80,7 @@ def simulate_free_field(position_mm, target_mm, config: SimConfig, window_affine
     shape = tuple(int(n) for n in (shape if shape is not None else config.window_shape or ()))
     if len(shape) != 3:
         raise ValueError("`shape` is required when `config.window_shape` is None")
-    _water_ppw_check(config)
+    validate_config(config)
     check_memory(estimate_memory_bytes(config, shape, device=device), what=f"simulation grid {shape}")
     bowl = Bowl.from_config(position_mm, target_mm, config.transducer)
     affine = np.asarray(window_affine, dtype=np.float64)
