@@ -20,6 +20,7 @@ fi
 free_port() { "$bin/python" -c 'import socket; s=socket.socket(); s.bind(("'"$host"'", 0)); print(s.getsockname()[1])'; }
 
 export DASK_CONFIG="$here/dask-tfus.yaml"
+export DASK_LOGGING__DISTRIBUTED=info  # the service logs are the record of what happened
 export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1 PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT=false
 export PREFECT_UI_ENABLED=false
 
@@ -51,7 +52,8 @@ echo "$PREFECT_API_URL" > "$run_dir/prefect_api_url"
 dask_port="${TFUS_DASK_PORT:-$(free_port)}"
 address="tcp://$host:$dask_port"
 start scheduler "$bin/dask" scheduler --host "$host" --port "$dask_port" --dashboard-address "$host:0"
-wait_for 180 grep -q "Scheduler at" "$run_dir/scheduler.log" \
+port_open() { "$bin/python" -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1).close()' "$@"; }
+wait_for 180 port_open "$host" "$dask_port" \
   || { echo "error: dask scheduler did not start; see $run_dir/scheduler.log" >&2; exit 1; }
 echo "$address" > "$run_dir/dask_address"
 
