@@ -2,6 +2,8 @@
 
 Public names (docs/INTERNALS.md) are importable from ``sim`` and resolved lazily, so ``import sim`` stays
 cheap and never imports k-wave-python (only running a simulation does, through ``sim.kwave_import``).
+No submodule may share a name with a public function (``sim.simulate`` is the function; its module is
+``sim.simulation``): importing a submodule sets the package attribute of the same name to the module.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ _EXPORTS = {
     "make_phantom": "sim.phantom", "write_phantom": "sim.phantom",
     "Placement": "sim.placement", "plan_placements": "sim.placement",
     "Window": "sim.window", "make_window": "sim.window", "plan_window": "sim.window",
-    "SimResult": "sim.simulate", "simulate": "sim.simulate", "simulate_free_field": "sim.simulate",
-    "simulate_window": "sim.simulate", "write_simulation": "sim.simulate", "validate_config": "sim.simulate",
+    "SimResult": "sim.simulation", "simulate": "sim.simulation", "simulate_free_field": "sim.simulation",
+    "simulate_window": "sim.simulation", "write_simulation": "sim.simulation", "validate_config": "sim.simulation",
     "estimate_memory_bytes": "sim.memory",
     "oneil_on_axis": "sim.oneil",
     "field_summary": "sim.fieldstats",

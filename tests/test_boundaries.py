@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
     "sim": ("prefect", "prefect_dask", "dask", "distributed", "zarr", "torch", "storage", "models", "flows"),
     "storage": ("prefect", "prefect_dask", "dask", "distributed", "torch", "sim", "models", "flows"),
-    "models": ("prefect", "prefect_dask", "dask", "distributed", "flows", "sim.solver", "sim.simulate",
+    "models": ("prefect", "prefect_dask", "dask", "distributed", "flows", "sim.solver", "sim.simulation",
                "sim.source", "sim.kwave_import", "kwave"),
 }
 

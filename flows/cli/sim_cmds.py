@@ -81,7 +81,7 @@ def build_config(args: argparse.Namespace):
 def _simulate(args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
-    from sim.simulate import simulate, write_simulation  # noqa: PLC0415
+    from sim.simulation import simulate, write_simulation  # noqa: PLC0415
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

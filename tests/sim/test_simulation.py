@@ -14,7 +14,7 @@ from sim.config import TransducerConfig, get_preset
 from sim.ingest import save_nifti
 from sim.memory import estimate_memory_bytes
 from sim.phantom import make_phantom
-from sim.simulate import simulate_free_field, write_simulation
+from sim.simulation import simulate_free_field, write_simulation
 
 # A focused bowl R = D = 40 mm at 5 points per wavelength in water. Default suite: 150 kHz on a 2 mm grid
 # (gain k·h ≈ 3.4, ~1.5 min loaded); slow variant: 200 kHz on 1.5 mm (gain ≈ 4.5, ~3 min loaded).
@@ -131,7 +131,7 @@ def test_nan_ct_is_refused(tmp_path, capsys):
 
 
 def test_failed_write_leaves_nothing_that_looks_complete(cli_run, tmp_path):
-    from sim.simulate import SimResult
+    from sim.simulation import SimResult
     from sim.window import Window
 
     good = nib.load(cli_run[0] / "pressure.nii.gz")
