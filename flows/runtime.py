@@ -121,16 +121,28 @@ def local_prefect_server(home: Path | None = None) -> Iterator[str]:
     prefect_environment()
     existing = os.environ.get("PREFECT_API_URL")
     if existing:
-        yield existing
+        with _api_settings(existing):
+            yield existing
         return
     server = PrefectServer(home=home).start()
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
-        yield server.api_url
+        with _api_settings(server.api_url):
+            yield server.api_url
     finally:
         _flush_prefect_logs()
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
+
+
+@contextlib.contextmanager
+def _api_settings(api_url: str) -> Iterator[None]:
+    """Prefect 3 reads its settings when imported: a process that imported prefect before the URL was
+    chosen must be told through ``temporary_settings`` too (the environment reaches child processes)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: PLC0415
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        yield
 
 
 def _flush_prefect_logs() -> None:

@@ -42,17 +42,13 @@ def _generate(args) -> int:
     if args.phantoms is not None and args.phantoms < 1:
         raise ValueError(f"--phantoms must be >= 1, got {args.phantoms}")
     phantom_options = {"scale": args.phantom_scale} if args.phantom_scale else None
-    with local_prefect_server() as api_url:
-        from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: PLC0415
-
+    with local_prefect_server():  # also points an already-imported prefect at the chosen server
         from flows.generate import generate_dataset  # noqa: PLC0415
 
-        # Prefect reads settings at import: make sure this process uses the server just chosen.
-        with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            summary = generate_dataset(
-                subjects=subjects, store=args.store, placements=args.placements, preset=args.config or args.preset,
-                seed=args.seed, split=tuple(args.split), workers=args.workers, dask_address=args.dask_address,
-                progress=not args.no_progress, phantom_options=phantom_options)
+        summary = generate_dataset(
+            subjects=subjects, store=args.store, placements=args.placements, preset=args.config or args.preset,
+            seed=args.seed, split=tuple(args.split), workers=args.workers, dask_address=args.dask_address,
+            progress=not args.no_progress, phantom_options=phantom_options)
     _print(summary, args.json)
     return 1 if summary["failed"] else 0
 
