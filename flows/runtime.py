@@ -165,11 +165,15 @@ def configure_dask() -> None:
 
     The nanny exports ``MALLOC_TRIM_THRESHOLD_=65536`` to workers, which made the k-Wave time loop 1.8×
     slower (sys time from glibc trimming on every large free); null removes it from the worker env.
+    ``MALLOC_ARENA_MAX=1``: a task runs in a worker thread, whose glibc arena handed the solver's per-step
+    temporaries back to the kernel and faulted them in again (2.6 M page faults, 8 s sys time in a 32 s
+    simulation vs 0.05 M in the main thread); one arena behaves like the main thread (docs/PERFORMANCE.md).
     """
     import dask  # noqa: PLC0415
 
     dask.config.set({
         "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+        "distributed.nanny.pre-spawn-environ.MALLOC_ARENA_MAX": 1,
         "distributed.worker.daemon": False,
         # A task whose worker dies is rescheduled elsewhere up to this many times (then KilledWorker,
         # which generate_dataset resubmits as an infrastructure fault).
