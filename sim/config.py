@@ -135,6 +135,12 @@ PRESETS: dict[str, SimConfig] = {
     "demo": SimConfig(transducer=TransducerConfig(frequency_hz=200e3, roc_mm=40.0, aperture_mm=40.0),
                       spacing_mm=1.5, window_shape=(48, 48, 48), cfl=0.5, extra_cycles=4.0,
                       n_transducer_points=1024, preset="demo"),
+    # CPU datasets of a few hundred samples (docs/RESULTS.md): the test preset's physics and 48 mm box
+    # (200 kHz, 1.5 mm, R = 30 mm, D = 26 mm), 1024 stored transducer points. ~20-25 s per simulation on
+    # one core, so 200 samples take about an hour on 2 workers.
+    "small": SimConfig(transducer=TransducerConfig(frequency_hz=200e3, roc_mm=30.0, aperture_mm=26.0),
+                       spacing_mm=1.5, window_shape=(32, 32, 32), extra_cycles=4.0, cfl=0.5,
+                       pml_size=8, n_transducer_points=1024, preset="small"),
     # The TFUScapes setting: 500 kHz, 0.5 mm (6 points per wavelength), 256³ crop; GPU or cluster.
     "tfuscapes": SimConfig(transducer=TransducerConfig(frequency_hz=500e3, roc_mm=64.0, aperture_mm=64.0),
                            spacing_mm=0.5, window_shape=(256, 256, 256), n_transducer_points=4096,

@@ -11,6 +11,7 @@ exit with status 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -56,13 +57,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _env_default(key: str, value: str):
+    """``os.environ[key] = value`` unless set, for the processes started while the command runs; removed
+    afterwards, so that ``main()`` called in-process (tests, notebooks) leaves the environment as it was."""
+    if key in os.environ:
+        yield
+        return
+    os.environ[key] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
+
+
 def main(argv: list[str] | None = None) -> int:
     for key, value in _QUIET_ENV.items():
         os.environ.setdefault(key, value)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.verbose:  # Dask's own INFO chatter (scheduler/nanny start-up) drowns the progress bars
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    # Dask's own INFO chatter (scheduler/nanny start-up of the clusters a command starts) drowns the
+    # progress bars; it only reaches those processes through their environment.
+    with _env_default("DASK_LOGGING__DISTRIBUTED", "info" if args.verbose else "warning"):
+        return _run(parser, args)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "handler", None):

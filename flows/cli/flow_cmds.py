@@ -19,7 +19,7 @@ def register(sub) -> None:
                      help="CT files/folders or globs (quote globs: 'heads/*.nii.gz')")
     p.add_argument("--placements", type=int, default=4, help="transducer placements per subject (default 4)")
     cfg = p.add_mutually_exclusive_group()
-    cfg.add_argument("--preset", default="demo", help="simulation preset: test, demo, tfuscapes (default demo)")
+    cfg.add_argument("--preset", default="demo", help="simulation preset: test, small, demo, tfuscapes (default demo)")
     cfg.add_argument("--config", metavar="FILE", help="simulation config file (YAML/JSON SimConfig fields)")
     p.add_argument("--store", required=True, help="dataset path or URL (e.g. data/demo.zarr, s3://bucket/x.zarr)")
     run = p.add_mutually_exclusive_group()

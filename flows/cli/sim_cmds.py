@@ -28,7 +28,7 @@ def _register_simulate(sub) -> None:
                    help="bowl apex, world mm (RAS)")
     p.add_argument("--target", type=float, nargs=3, required=True, metavar=("X", "Y", "Z"),
                    help="aim point on the bowl axis, world mm (RAS)")
-    p.add_argument("--preset", default="demo", help="preset (test, demo, tfuscapes) or YAML/JSON file "
+    p.add_argument("--preset", default="demo", help="preset (test, small, demo, tfuscapes) or YAML/JSON file "
                                                     "(default demo)")
     p.add_argument("--frequency-hz", type=float, help="drive frequency (Hz)")
     p.add_argument("--roc-mm", type=float, help="radius of curvature (mm)")

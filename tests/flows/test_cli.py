@@ -1,0 +1,36 @@
+"""The ``tfus`` dispatcher itself: exit codes and what it leaves behind in the calling process."""
+
+from __future__ import annotations
+
+import os
+
+import flows.cli as cli
+from flows.cli import main
+
+
+def test_in_process_main_leaves_no_dask_logging_setting(monkeypatch):
+    monkeypatch.delenv("DASK_LOGGING__DISTRIBUTED", raising=False)
+    seen = {}
+
+    def handler(args):
+        seen["during"] = os.environ.get("DASK_LOGGING__DISTRIBUTED")
+        return 0
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser.set_defaults(handler=handler)
+    assert main([]) == 0
+    assert seen["during"] == "warning"  # processes the command starts see it
+    assert "DASK_LOGGING__DISTRIBUTED" not in os.environ  # the caller's environment is restored
+
+
+def test_user_setting_is_kept(monkeypatch):
+    monkeypatch.setenv("DASK_LOGGING__DISTRIBUTED", "debug")
+    assert main([]) == 2  # no command: help, exit 2
+    assert os.environ["DASK_LOGGING__DISTRIBUTED"] == "debug"
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["query", str(tmp_path / "missing.zarr")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "missing.zarr" in err[0]
