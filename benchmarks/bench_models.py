@@ -3,8 +3,9 @@ training throughput. Ratios are measured side by side in one run.
 
     .venv/bin/python benchmarks/bench_models.py [--store STORE] [--threads 2] [--repeats 5] [--json out.json]
 
-The simulation time is the ``runtime_s`` of the store's first complete 64³ sample when ``--store`` is given;
-otherwise ``sim.simulate`` runs once (the ``demo`` preset, 64³, a phantom head) and its runtime is used.
+The simulation time is the ``runtime_s`` of the store's first complete sample when ``--store`` is given;
+otherwise ``sim.simulate`` runs once (the ``demo`` preset's physics on a ``--window``³ box, default 64³,
+a phantom head) and its runtime is used.
 Inference runs on that sample's CT window and transducer points (or the simulated window). Training
 throughput: full optimisation steps (forward, loss, backward, AdamW) of deeptfus-tiny at batch 2 on 64³.
 """
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 
-def simulation_window(store: str | None):
+def simulation_window(store: str | None, window: int = 64):
     """(ct_hu, points_vox, simulation runtime_s, source description)."""
     if store:
         import storage
@@ -32,12 +33,12 @@ def simulation_window(store: str | None):
             raise ValueError(f"sample {sid} of {store} has no runtime_s in its metadata")
         return s.ct_hu, s.transducer_points, float(runtime), f"store {store} sample {sid}"
     from sim import get_preset, make_phantom, plan_placements, simulate
-    config = get_preset("demo")
+    config = get_preset("demo").replace(window_shape=(window,) * 3)
     volume = make_phantom(0, spacing_mm=config.spacing_mm)
     placement = plan_placements(volume, 1, 0, config)[0]
     result = simulate(volume, placement.position_mm, placement.target_mm, config, progress=True)
     w = result.window
-    return w.ct_hu, w.transducer_points_vox, float(result.summary["runtime_s"]), "sim.simulate demo preset"
+    return w.ct_hu, w.transducer_points_vox, float(result.summary["runtime_s"]), f"sim.simulate demo preset at {window}³"
 
 
 def time_inference(ct_hu, points_vox, repeats: int) -> list[float]:
@@ -81,14 +82,15 @@ def time_training(steps: int, batch: int = 2, shape=(64, 64, 64)) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", help="dataset store with 64³ samples (else: simulate once)")
+    parser.add_argument("--store", help="dataset store (its first sample; else: simulate once)")
+    parser.add_argument("--window", type=int, default=64, help="box edge of the simulation (voxels)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--train-steps", type=int, default=3)
     parser.add_argument("--json", help="write the figures here too")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ct_hu, points, sim_s, source = simulation_window(args.store)
+    ct_hu, points, sim_s, source = simulation_window(args.store, args.window)
     times = time_inference(np.asarray(ct_hu), np.asarray(points), args.repeats)
     infer_s = statistics.median(times)
     result = {"window_shape": list(np.asarray(ct_hu).shape), "simulation_s": sim_s, "simulation_source": source,

@@ -6,12 +6,8 @@ and compares with what the cluster offers.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
-
-log = logging.getLogger(__name__)
-
 
 
 def load_config(preset_or_config):
@@ -78,9 +74,6 @@ def check_memory(config, workers: int | None, dask_address: str | None) -> tuple
     import sim  # noqa: PLC0415
 
     available = worker_memory_bytes(workers, dask_address)
-    if not hasattr(sim, "estimate_memory_bytes"):
-        log.warning("sim.estimate_memory_bytes is not available: memory check skipped")
-        return 0, available
     needed = int(sim.estimate_memory_bytes(config, tuple(config.window_shape)))
     if needed > available:
         raise ValueError(f"simulation needs about {needed / 2**30:.2f} GiB per sample but a worker has "

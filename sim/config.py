@@ -60,7 +60,7 @@ class SimConfig:
     pml_size: int = 10              # PML cells, added outside the returned box
     pml_alpha: float = 2.0
     n_transducer_points: int = 1024  # points on the bowl surface stored with each sample
-    standoff_mm: float = 5.0        # water gap between scalp and bowl apex (placement)
+    standoff_mm: float = 5.0        # water gap between the scalp and the bowl's rim plane (placement)
     dtype: str = "float32"
     preset: str = "custom"
 
