@@ -14,6 +14,10 @@ i.e. tfus's settings) with one setting changed:
 ``arenas*`` run before ``tfus``: the nanny writes its pre-spawn environment into this process's
 ``os.environ`` too, and later clusters would inherit it.
 
+``--ceiling``: the hardware ceiling for this workload without Dask or Prefect: 4 placements simulated by one
+plain process, then split over two plain processes running at the same time (each process simulates once
+to warm up first; the warm-up is not timed). Throughput ratio = what 2 workers can reach at best.
+
     .venv/bin/python benchmarks/bench_worker_env.py [--preset small] [--seed 0]
 """
 
@@ -62,11 +66,44 @@ def _in_worker(settings: dict, *args) -> dict:
                 return client.submit(simulate_once, *args, pure=False).result()
 
 
+_CHILD = """
+import json, sys, time
+sys.path.insert(0, {bench!r})
+from bench_worker_env import simulate_once
+calls = json.loads(sys.argv[1])
+simulate_once(*calls[0])  # warm-up: imports, first-call costs
+sys.stdout.write("ready\\n"); sys.stdout.flush(); sys.stdin.readline()
+t0 = time.perf_counter()
+for call in calls:
+    simulate_once(*call)
+print(time.perf_counter() - t0)
+"""
+
+
+def _plain_processes(groups: list[list]) -> float:
+    """Wall seconds for plain processes simulating ``groups`` (one list of calls each) at the same time."""
+    import subprocess
+
+    code = _CHILD.format(bench=str(Path(__file__).resolve().parent))
+    procs = [subprocess.Popen([sys.executable, "-c", code, json.dumps(g)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for g in groups]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    t0 = time.perf_counter()
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    for p in procs:
+        p.communicate()
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="small")
     parser.add_argument("--seed", type=int, default=0, help="phantom and placement seed")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
+    parser.add_argument("--ceiling", action="store_true", help="only the two-plain-processes ceiling")
     args = parser.parse_args()
 
     from sim import get_preset, load_volume, plan_placements, write_phantom
@@ -76,6 +113,15 @@ def main() -> None:
     placement = plan_placements(load_volume(ct), 1, seed=args.seed, config=get_preset(args.preset))[0]
     call = (ct, list(placement.position_mm), list(placement.target_mm), args.preset)
     rows = {"load_at_start": os.getloadavg()}
+    if args.ceiling:
+        calls = [[ct, list(p.position_mm), list(p.target_mm), args.preset]
+                 for p in plan_placements(load_volume(ct), 4, seed=args.seed, config=get_preset(args.preset))]
+        one = _plain_processes([calls])
+        two = _plain_processes([calls[:2], calls[2:]])
+        rows.update({"one_process_4_sims_s": one, "two_processes_2_sims_each_s": two,
+                     "ceiling_2_vs_1": one / two, "load_at_end": os.getloadavg()})
+        print(json.dumps(rows, indent=2))
+        return
     rows["main (first call)"] = simulate_once(*call)
     rows["main (second call)"] = simulate_once(*call)
     for name, settings in VARIANTS.items():

@@ -168,12 +168,16 @@ def configure_dask() -> None:
     ``MALLOC_ARENA_MAX=1``: a task runs in a worker thread, whose glibc arena handed the solver's per-step
     temporaries back to the kernel and faulted them in again (2.6 M page faults, 8 s sys time in a 32 s
     simulation vs 0.05 M in the main thread); one arena behaves like the main thread (docs/PERFORMANCE.md).
+    The worker's statistical profiler is off (it competes with the simulation thread for the GIL).
     """
     import dask  # noqa: PLC0415
 
     dask.config.set({
         "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
         "distributed.nanny.pre-spawn-environ.MALLOC_ARENA_MAX": 1,
+        # The statistical profiler (dashboard only) samples every thread's stack every 10 ms under the GIL;
+        # a simulation ran 16-20 % faster in a worker without it (docs/PERFORMANCE.md).
+        "distributed.worker.profile.enabled": False,
         "distributed.worker.daemon": False,
         # A task whose worker dies is rescheduled elsewhere up to this many times (then KilledWorker,
         # which generate_dataset resubmits as an infrastructure fault).

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import dask
 import pytest
 
 from flows.cli import main
@@ -136,14 +137,15 @@ def test_flow_process_killed_then_rerun_runs_only_missing(prefect_api, dask_clie
 
 
 def _malloc_env(client) -> set:
-    """(MALLOC_TRIM_THRESHOLD_, MALLOC_ARENA_MAX) of every worker (``os.getenv`` pickles by reference)."""
+    """(MALLOC_TRIM_THRESHOLD_, MALLOC_ARENA_MAX, profiler on) of every worker (functions pickled by reference)."""
     trim, arenas = (client.run(os.getenv, name) for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX"))
-    return {(trim[w], arenas[w]) for w in trim}
+    profile = client.run(dask.config.get, "distributed.worker.profile.enabled")
+    return {(trim[w], arenas[w], profile[w]) for w in trim}
 
 
-def test_local_cluster_workers_get_the_malloc_settings(dask_client):
+def test_local_cluster_workers_get_the_worker_settings(dask_client):
     """Without them the solver ran 17-30 % slower in a worker than in a plain process (docs/PERFORMANCE.md)."""
-    assert _malloc_env(dask_client) == {(None, "1")}
+    assert _malloc_env(dask_client) == {(None, "1", False)}
 
 
 def test_generate_on_separately_started_cluster(prefect_api, local_deploy, phantom_files, tmp_path, capsys):
@@ -152,7 +154,7 @@ def test_generate_on_separately_started_cluster(prefect_api, local_deploy, phant
     with Client(local_deploy["address"], set_as_default=False) as client:
         worker_pids = set(client.run(os.getpid).values())
         envs = _malloc_env(client)
-    assert envs == {(None, "1")}  # deploy/dask-tfus.yaml reached the workers
+    assert envs == {(None, "1", False)}  # deploy/dask-tfus.yaml reached the workers
     store = tmp_path / "deployed.zarr"
     rc = main(["generate", "--subjects", str(phantom_files[2]), "--placements", "2", "--preset", PRESET,
                "--store", str(store), "--dask-address", local_deploy["address"], "--json", "--no-progress"])
