@@ -86,7 +86,7 @@ def compare_fields(results: list, config: SimConfig) -> list[dict]:
 
 
 def run_skull_convergence(ct, position_mm, target_mm, config: SimConfig, study: ConvergenceStudy,
-                          out_dir: str | os.PathLike, progress: bool = True) -> dict:
+                          out_dir: str | os.PathLike, progress: bool = True, device: str = "cpu") -> dict:
     """Simulate at every spacing of ``study``; write ``convergence.json`` and ``convergence.png``."""
     from sim.ingest import Volume, load_volume  # noqa: PLC0415
     from sim.simulation import simulate  # noqa: PLC0415
@@ -95,7 +95,8 @@ def run_skull_convergence(ct, position_mm, target_mm, config: SimConfig, study: 
     results = []
     for spacing in study.spacings_mm:
         cfg = config.replace(spacing_mm=spacing, window_shape=None)
-        results.append(simulate(volume, position_mm, target_mm, cfg, progress=progress, crop_mm=study.box_mm))
+        results.append(simulate(volume, position_mm, target_mm, cfg, progress=progress, device=device,
+                                crop_mm=study.box_mm))
     rows = compare_fields(results, config)
     report = {"ct": str(ct) if not isinstance(ct, Volume) else "<in-memory Volume>",
               "position_mm": [float(x) for x in position_mm], "target_mm": [float(x) for x in target_mm],

@@ -129,7 +129,7 @@ def _skull_convergence(args: argparse.Namespace) -> int:
     head = make_phantom(args.seed, spacing_mm=0.5)
     placement = plan_placements(head, 1, args.seed, config)[0]
     report = run_skull_convergence(head, placement.position_mm, placement.target_mm, config, study, args.out,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress, device=args.device)
     keys = ("spacing_mm", "rel_l2_vs_finest", "peak_rel_error_vs_finest", "focal_shift_vs_finest_mm",
             "observed_order_rel_l2", "runtime_s")
     print(json.dumps([{k: row.get(k) for k in keys} for row in report["levels"]], indent=2))
