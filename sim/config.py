@@ -137,7 +137,7 @@ PRESETS: dict[str, SimConfig] = {
                       n_transducer_points=1024, preset="demo"),
     # CPU datasets of a few hundred samples (docs/RESULTS.md): the test preset's physics and 48 mm box
     # (200 kHz, 1.5 mm, R = 30 mm, D = 26 mm), 1024 stored transducer points. ~20-25 s per simulation on
-    # one core, so 200 samples take about an hour on 2 workers.
+    # one core; 216 samples took 46 min on 2 workers (docs/RESULTS.md).
     "small": SimConfig(transducer=TransducerConfig(frequency_hz=200e3, roc_mm=30.0, aperture_mm=26.0),
                        spacing_mm=1.5, window_shape=(32, 32, 32), extra_cycles=4.0, cfl=0.5,
                        pml_size=8, n_transducer_points=1024, preset="small"),
