@@ -2,7 +2,7 @@
 
 No analytic solution exists through bone, so the evidence that a skull simulation resolves what it claims
 is convergence: the same CT, placement and physics simulated at several spacings on the same physical box
-(``crop_mm`` centred on the beam). Every field is interpolated (trilinear, in world mm) onto the finest grid
+(``crop_mm`` centred on the beam). Every field is interpolated (linear, in world mm) onto the finest grid
 and compared with the finest field in the region a focus can be in (``sim.fieldstats.focal_search_mask``:
 beyond the rim plane + λ, within R/2 of the geometric focus, outside the skull): relative L2, focal peak
 pressure and focal position. The observed order between successive spacings is reported too; the skull's
@@ -41,15 +41,11 @@ class ConvergenceStudy:
 
 
 def resample_onto(field: np.ndarray, affine, target_affine, target_shape) -> np.ndarray:
-    """``field`` (voxel grid ``affine``) interpolated trilinearly at the voxel centres of the target grid."""
-    from scipy import ndimage  # noqa: PLC0415
+    """``field`` (voxel grid ``affine``) linearly interpolated onto the target grid (``sim.ingest.resample``,
+    the same resampler that puts CTs on simulation windows); float32."""
+    from sim.ingest import Volume, resample  # noqa: PLC0415
 
-    idx = np.indices(target_shape, dtype=np.float64).reshape(3, -1)
-    world = np.asarray(target_affine)[:3, :3] @ idx + np.asarray(target_affine)[:3, 3:4]
-    inv = np.linalg.inv(np.asarray(affine, dtype=np.float64))
-    vox = inv[:3, :3] @ world + inv[:3, 3:4]
-    out = ndimage.map_coordinates(np.asarray(field, np.float64), vox, order=1, mode="nearest")
-    return out.reshape(target_shape)
+    return resample(Volume(field, affine), target_affine, target_shape).hu
 
 
 def compare_fields(results: list, config: SimConfig) -> list[dict]:

@@ -21,7 +21,7 @@ def test_study_rejects_bad_settings(spacings, box, message):
 
 
 def test_resample_onto_is_exact_for_a_linear_field():
-    """Trilinear interpolation reproduces a linear function of world mm between grids of other spacings."""
+    """Linear interpolation reproduces a linear function of world mm between grids of other spacings."""
     coarse = np.diag([2.0, 2.0, 2.0, 1.0])
     coarse[:3, 3] = [-10.0, 4.0, 1.0]
     fine = np.diag([0.75, 0.75, 0.75, 1.0])
@@ -33,7 +33,7 @@ def test_resample_onto_is_exact_for_a_linear_field():
         return (1.5 * x - 0.5 * y + 2.0 * z + 7.0).reshape(shape)
 
     got = resample_onto(linear(coarse, (16, 16, 16)), coarse, fine, (20, 20, 20))
-    np.testing.assert_allclose(got, linear(fine, (20, 20, 20)), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(got, linear(fine, (20, 20, 20)), rtol=1e-6, atol=1e-4)  # float32
 
 
 @pytest.mark.slow
