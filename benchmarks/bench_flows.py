@@ -8,6 +8,8 @@
 
 A Prefect server is started on 127.0.0.1 unless PREFECT_API_URL is set (its start-up is not timed).
 Flow times are the whole flow call: validation, cluster start, planning, simulations, commit, artifacts.
+Each flow run also reports its CPU use by process role over its middle half (``bench_flow_cpu.py``): with
+2 workers, what the processes around the simulations take is what the simulations do not get.
 """
 
 from __future__ import annotations
@@ -18,18 +20,25 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 
-def _flow(subjects, store, args, workers) -> tuple[float, dict]:
+def _flow(subjects, store, args, workers) -> tuple[float, dict, dict]:
+    """Wall seconds, the flow's summary, and CPU use by process role (cores) over the run's middle half."""
+    from bench_flow_cpu import CpuSampler, middle_rates
+
     from flows.generate import generate_dataset
 
+    sampler = CpuSampler(interval_s=1.0)
+    sampler.start()
     started = time.perf_counter()
     summary = generate_dataset(subjects=subjects, store=str(store), placements=args.placements,
                                preset=args.preset, seed=args.seed, workers=workers)
-    elapsed = time.perf_counter() - started
+    ended = time.perf_counter()
+    sampler.stop()
     assert summary["failed"] == 0 and summary["done"] == summary["planned"], summary["failures"]
-    return elapsed, summary
+    return ended - started, summary, middle_rates(sampler.history, started, ended)
 
 
 def _direct(subjects_by_id: dict, store: Path, preset: str) -> tuple[float, float]:
@@ -65,11 +74,11 @@ def main() -> None:
             subjects = resolve_subjects(f"phantom:{args.subjects}", str(work / "one.zarr"), args.seed,
                                         {"spacing_mm": 1.0})
             paths = [s.path for s in subjects]
-            t_one, summary = _flow(paths, work / "one.zarr", args, workers=1)
+            t_one, summary, cores_one = _flow(paths, work / "one.zarr", args, workers=1)
             n = summary["planned"]
             t_direct, cpu_direct = _direct({s.subject_id: s.path for s in subjects}, work / "one.zarr",
                                            args.preset)
-            t_two, _ = _flow(paths, work / "two.zarr", args, workers=2)
+            t_two, summary_two, cores_two = _flow(paths, work / "two.zarr", args, workers=2)
         task_s = sum(r["runtime_s"] for r in summary["samples"])
         sim_s = sum(r["sim_runtime_s"] for r in summary["samples"])
         figures = {
@@ -83,6 +92,10 @@ def main() -> None:
             "simulate_in_worker_s_per_sample": sim_s / n,
             "overhead_within_flow_run_pct": 100 * (t_one - sim_s) / sim_s,
             "flow_2_workers_s_per_sample": t_two / n, "speedup_2_vs_1": t_one / t_two,
+            # The 2-worker run decomposed: simulations slower when both cores are busy, or time around them?
+            "simulate_in_worker_2_workers_s_per_sample": sum(r["sim_runtime_s"] for r in summary_two["samples"]) / n,
+            "samples_per_worker_2_workers": sorted(Counter(r["worker_pid"] for r in summary_two["samples"]).values()),
+            "cores_by_role_middle_half_1_worker": cores_one, "cores_by_role_middle_half_2_workers": cores_two,
             "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg(),
         }
         print(json.dumps(figures, indent=2))

@@ -32,6 +32,13 @@ QUIET_ENV = {
 }
 
 
+# Server loop services that tfus's own embedded server has no use for (no schedules, work pools, pauses,
+# automations or concurrency leases): each wakes every 5-15 s, and with both cores simulating every CPU
+# second is taken from a simulation. A server started by deploy/ keeps Prefect's defaults.
+IDLE_SERVICES_OFF = {f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in
+                     ("SCHEDULER", "LATE_RUNS", "FOREMAN", "PAUSE_EXPIRATIONS", "REPOSSESSOR", "TRIGGERS")}
+
+
 def prefect_environment() -> None:
     """Set the environment every tfus process needs before Prefect is imported (idempotent)."""
     for key, value in QUIET_ENV.items():
@@ -70,7 +77,7 @@ class PrefectServer:
         return f"http://{self.host}:{self.port}/api"
 
     def env(self) -> dict[str, str]:
-        env = {**os.environ, **QUIET_ENV, "PREFECT_HOME": str(self.home),
+        env = {**IDLE_SERVICES_OFF, **os.environ, **QUIET_ENV, "PREFECT_HOME": str(self.home),
                "PREFECT_SERVER_API_HOST": self.host, "PREFECT_SERVER_API_PORT": str(self.port)}
         env.pop("PREFECT_API_URL", None)
         return env
@@ -178,6 +185,13 @@ def configure_dask() -> None:
         # The statistical profiler (dashboard only) samples every thread's stack every 10 ms under the GIL;
         # a simulation ran 16-20 % faster in a worker without it (docs/PERFORMANCE.md).
         "distributed.worker.profile.enabled": False,
+        # Monitoring loops in every scheduler, nanny and worker (event-loop tick at 50 Hz, system monitor at
+        # 2 Hz) and work stealing every 100 ms: with both cores simulating they took 0.07 cores from the
+        # simulations; slower loops left the workers 1.92 instead of 1.86 cores (docs/PERFORMANCE.md).
+        # Stealing has nothing to do here: samples are independent, equal-sized, queued root tasks.
+        "distributed.admin.tick.interval": "1s",
+        "distributed.admin.system-monitor.interval": "2s",
+        "distributed.scheduler.work-stealing": False,
         "distributed.worker.daemon": False,
         # A task whose worker dies is rescheduled elsewhere up to this many times (then KilledWorker,
         # which generate_dataset resubmits as an infrastructure fault).

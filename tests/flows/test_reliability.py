@@ -137,15 +137,18 @@ def test_flow_process_killed_then_rerun_runs_only_missing(prefect_api, dask_clie
 
 
 def _malloc_env(client) -> set:
-    """(MALLOC_TRIM_THRESHOLD_, MALLOC_ARENA_MAX, profiler on) of every worker (functions pickled by reference)."""
+    """(MALLOC_TRIM_THRESHOLD_, MALLOC_ARENA_MAX, profiler on, tick interval) of every worker, and the
+    scheduler's work stealing (functions pickled by reference)."""
     trim, arenas = (client.run(os.getenv, name) for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX"))
     profile = client.run(dask.config.get, "distributed.worker.profile.enabled")
-    return {(trim[w], arenas[w], profile[w]) for w in trim}
+    tick = client.run(dask.config.get, "distributed.admin.tick.interval")
+    stealing = client.run_on_scheduler(dask.config.get, "distributed.scheduler.work-stealing")
+    return {(trim[w], arenas[w], profile[w], str(tick[w]), stealing) for w in trim}
 
 
 def test_local_cluster_workers_get_the_worker_settings(dask_client):
     """Without them the solver ran 17-30 % slower in a worker than in a plain process (docs/PERFORMANCE.md)."""
-    assert _malloc_env(dask_client) == {(None, "1", False)}
+    assert _malloc_env(dask_client) == {(None, "1", False, "1s", False)}
 
 
 def test_generate_on_separately_started_cluster(prefect_api, local_deploy, phantom_files, tmp_path, capsys):
@@ -154,7 +157,7 @@ def test_generate_on_separately_started_cluster(prefect_api, local_deploy, phant
     with Client(local_deploy["address"], set_as_default=False) as client:
         worker_pids = set(client.run(os.getpid).values())
         envs = _malloc_env(client)
-    assert envs == {(None, "1", False)}  # deploy/dask-tfus.yaml reached the workers
+    assert envs == {(None, "1", False, "1s", False)}  # deploy/dask-tfus.yaml reached the workers
     store = tmp_path / "deployed.zarr"
     rc = main(["generate", "--subjects", str(phantom_files[2]), "--placements", "2", "--preset", PRESET,
                "--store", str(store), "--dask-address", local_deploy["address"], "--json", "--no-progress"])
