@@ -99,3 +99,25 @@ def test_tiny_model_overfits_one_batch():
         loss.backward()
         opt.step()
     assert min(losses[-5:]) < losses[0] / 10
+
+
+@pytest.mark.parametrize("shape, c_out, kernel", [((1, 16, 16, 16, 16), 16, 3),   # batch 1: PyTorch's im2col path
+                                                 ((2, 1, 8, 8, 8), 8, 3), ((1, 8, 8, 8, 8), 1, 1)])
+def test_onednn_conv_matches_pytorch_conv(shape, c_out, kernel):
+    """models.network.Conv3d (oneDNN on CPU) computes what nn.Conv3d computes, values and gradients."""
+    from torch import nn
+
+    from models.network import Conv3d
+
+    torch.manual_seed(0)
+    ours = Conv3d(shape[1], c_out, kernel, padding=kernel // 2)
+    ref = nn.Conv3d(shape[1], c_out, kernel, padding=kernel // 2)
+    ref.load_state_dict(ours.state_dict())
+    x1 = torch.randn(shape, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_()
+    y1, y2 = ours(x1), ref(x2)
+    torch.testing.assert_close(y1, y2, rtol=1e-4, atol=1e-5)
+    (y1 * y1).sum().backward()
+    (y2 * y2).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-3)
