@@ -3,6 +3,8 @@
 Runs ``generate_dataset`` once on a LocalCluster of ``--workers`` workers and samples, every ``--interval``
 seconds, the CPU times of this process (the flow, the Dask scheduler and the nannies live here), of each of
 its threads, and of every descendant process (Prefect server, Dask worker processes and their threads).
+Threads that exited before the last sample (a Dask worker runs each task's simulation in such a thread)
+are not in the per-thread lists, but their time is in the process totals.
 Prints CPU seconds per role, so that what the processes *around* the simulations cost when both cores are
 busy can be read off directly (docs/PERFORMANCE.md, issue "2 workers vs 1").
 
@@ -60,8 +62,7 @@ class CpuSampler(threading.Thread):
                 with proc.oneshot():
                     times = proc.cpu_times()
                     threads = {t.id: t.user_time + t.system_time for t in proc.threads()}
-                    entry = self.procs.setdefault(proc.pid, {"role": _role(proc, self.me.pid),
-                                                             "parent": proc.ppid()})
+                    entry = self.procs.setdefault(proc.pid, {"role": _role(proc, self.me.pid)})
                     entry.update(user=times.user, system=times.system, threads=threads)
             except psutil.Error:
                 continue
@@ -140,13 +141,10 @@ def main() -> None:
                for tid, c in threads if c >= 0.05]
         detail.append({"pid": pid, "role": e["role"], "cpu_s": round(cpu, 2), "threads": top})
     sim_s = sum(r["sim_runtime_s"] for r in summary["samples"])
-    worker_threads_besides_busiest = sum(sum(t["cpu_s"] for t in d["threads"][1:])
-                                         for d in detail if d["role"] == "dask worker")
     figures = {
         "preset": args.preset, "workers": args.workers, "samples": summary["planned"], "wall_s": wall,
         "cpu_capacity_s": wall * (os.cpu_count() or 1), "sim_runtime_s_sum": sim_s,
         "cpu_s_by_role": {k: round(v, 2) for k, v in sorted(roles.items(), key=lambda x: -x[1])},
-        "dask_worker_cpu_s_outside_busiest_thread": round(worker_threads_besides_busiest, 2),
         "cores_by_role_middle_half": middle_rates(sampler.history, t0, t1),
         "processes": sorted(detail, key=lambda d: -d["cpu_s"]),
     }
