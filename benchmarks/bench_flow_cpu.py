@@ -106,8 +106,8 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    from flows.generate import generate_dataset
-    from flows.runtime import local_prefect_server
+    from tfus.flows.generate import generate_dataset
+    from tfus.flows.runtime import local_prefect_server
 
     work = Path(tempfile.mkdtemp(prefix="tfus-bench-flow-cpu-"))
     try:

@@ -28,7 +28,7 @@ def _flow(subjects, store, args, workers) -> tuple[float, dict, dict]:
     """Wall seconds, the flow's summary, and CPU use by process role (cores) over the run's middle half."""
     from bench_flow_cpu import CpuSampler, middle_rates
 
-    from flows.generate import generate_dataset
+    from tfus.flows.generate import generate_dataset
 
     sampler = CpuSampler(interval_s=1.0)
     sampler.start()
@@ -42,9 +42,9 @@ def _flow(subjects, store, args, workers) -> tuple[float, dict, dict]:
 
 
 def _direct(subjects_by_id: dict, store: Path, preset: str) -> tuple[float, float]:
-    """sim.simulate on every sample of ``store`` (its placements), in this process, one after another."""
-    import sim
-    from storage import open_dataset
+    """tfus.sim.simulate on every sample of ``store`` (its placements), in this process, one after another."""
+    from tfus import sim
+    from tfus.storage import open_dataset
 
     config = sim.get_preset(preset)
     table = open_dataset(str(store)).table
@@ -64,8 +64,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
 
-    from flows.runtime import local_prefect_server
-    from flows.subjects import resolve_subjects
+    from tfus.flows.runtime import local_prefect_server
+    from tfus.flows.subjects import resolve_subjects
 
     load_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="tfus-bench-flows-"))

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from sim.config import get_preset
-from sim.phantom import make_phantom
-from sim.placement import plan_placements
-from sim.window import make_window
+from tfus.sim.config import get_preset
+from tfus.sim.phantom import make_phantom
+from tfus.sim.placement import plan_placements
+from tfus.sim.window import make_window
 
 
 def _timed(label: str, fn, repeat: int = 3):

@@ -24,7 +24,7 @@ import torch
 def simulation_window(store: str | None, window: int = 64):
     """(ct_hu, points_vox, simulation runtime_s, source description)."""
     if store:
-        import storage
+        from tfus import storage
         ds = storage.open_dataset(store)
         sid = ds.query()["sample_id"].iloc[0]
         s = ds.sample(sid)
@@ -32,19 +32,19 @@ def simulation_window(store: str | None, window: int = 64):
         if runtime is None:
             raise ValueError(f"sample {sid} of {store} has no runtime_s in its metadata")
         return s.ct_hu, s.transducer_points, float(runtime), f"store {store} sample {sid}"
-    from sim import get_preset, make_phantom, plan_placements, simulate
+    from tfus.sim import get_preset, make_phantom, plan_placements, simulate
     config = get_preset("demo").replace(window_shape=(window,) * 3)
     volume = make_phantom(0, spacing_mm=config.spacing_mm)
     placement = plan_placements(volume, 1, 0, config)[0]
     result = simulate(volume, placement.position_mm, placement.target_mm, config, progress=True)
     w = result.window
-    return w.ct_hu, w.transducer_points_vox, float(result.summary["runtime_s"]), f"sim.simulate demo preset at {window}³"
+    return w.ct_hu, w.transducer_points_vox, float(result.summary["runtime_s"]), f"tfus.sim.simulate demo preset at {window}³"
 
 
 def time_inference(ct_hu, points_vox, repeats: int) -> list[float]:
-    from models.config import get_model_config
-    from models.network import DeepTFUS
-    from models.predict import Predictor
+    from tfus.models.config import get_model_config
+    from tfus.models.network import DeepTFUS
+    from tfus.models.predict import Predictor
     cfg = get_model_config("deeptfus-tiny")
     predictor = Predictor(DeepTFUS(cfg), {"window_shape": list(ct_hu.shape)}, torch.device("cpu"))
     predictor.predict_window(ct_hu, points_vox)  # warm-up
@@ -57,9 +57,9 @@ def time_inference(ct_hu, points_vox, repeats: int) -> list[float]:
 
 
 def time_training(steps: int, batch: int = 2, shape=(64, 64, 64)) -> float:
-    from models.config import get_model_config
-    from models.losses import CompositeLoss
-    from models.network import DeepTFUS
+    from tfus.models.config import get_model_config
+    from tfus.models.losses import CompositeLoss
+    from tfus.models.network import DeepTFUS
     cfg = get_model_config("deeptfus-tiny")
     model = DeepTFUS(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)

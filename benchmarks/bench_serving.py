@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flows.runtime import PrefectServer, prefect_environment  # noqa: E402
+from tfus.flows.runtime import PrefectServer, prefect_environment  # noqa: E402
 from tests.flows import serving_helpers as helpers  # noqa: E402
 
 POSITION, TARGET = [-43.0, 1.0, -2.0], [0.0, 3.0, 2.0]
@@ -44,8 +44,8 @@ def measure(api: str, ct: Path, run: Path, out_root: Path, n: int, poll_s: float
     """Alternate in-process and flow-API requests (the machine's load changes both alike)."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.client import request_prediction, wait_for_deployment
-    from flows.predict import PredictionRequest, run_prediction
+    from tfus.flows.client import request_prediction, wait_for_deployment
+    from tfus.flows.predict import PredictionRequest, run_prediction
 
     local_request = PredictionRequest(ct=str(ct), position_mm=POSITION, target_mm=TARGET, model=str(run),
                                       out_dir="in-process")

@@ -32,9 +32,9 @@ F_HZ, DX_M, C0 = 250e3, 1.2e-3, 1500.0
 
 
 def _problem(n: int, max_steps: int | None):
-    from sim.config import SimConfig
-    from sim.solver import MediumArrays, TimeAxis, make_time_axis, padded_layout
-    from sim.source import BowlSource
+    from tfus.sim.config import SimConfig
+    from tfus.sim.solver import MediumArrays, TimeAxis, make_time_axis, padded_layout
+    from tfus.sim.source import BowlSource
 
     pml = next(p for p in range(10, 24) if padded_layout((n,) * 3, p)[0][0] == n + 2 * p)
     cfg = SimConfig(cfl=0.5, pml_size=pml, extra_cycles=2.0, ramp_cycles=2.0, lockin_periods=2)
@@ -48,7 +48,7 @@ def _problem(n: int, max_steps: int | None):
 
 
 def run_streaming(n: int, max_steps: int | None) -> dict:
-    import sim.solver as solver
+    import tfus.sim.solver as solver
 
     cfg, bowl, ta, medium = _problem(n, max_steps)
     solver.make_time_axis = lambda *a, **k: ta  # the (possibly truncated) axis shared with the plain run
@@ -59,9 +59,9 @@ def run_streaming(n: int, max_steps: int | None) -> dict:
 def run_plain(n: int, max_steps: int | None) -> dict:
     import numpy as np
 
-    from sim.kwave_import import kwave_modules
-    from sim.solver import padded_layout
-    from sim.source import drive_signal, vox_to_grid_m
+    from tfus.sim.kwave_import import kwave_modules
+    from tfus.sim.solver import padded_layout
+    from tfus.sim.source import drive_signal, vox_to_grid_m
 
     kw = kwave_modules()
     from kwave.kmedium import kWaveMedium
@@ -96,8 +96,8 @@ def run_plain(n: int, max_steps: int | None) -> dict:
 
 
 def _worker(method: str, n: int, max_steps: int | None) -> None:
-    import sim.solver  # noqa: F401  (imports are not the simulation's memory: trace after them)
-    from sim.kwave_import import kwave_modules
+    import tfus.sim.solver  # noqa: F401  (imports are not the simulation's memory: trace after them)
+    from tfus.sim.kwave_import import kwave_modules
 
     kwave_modules()
     from kwave.kspaceFirstOrder import kspaceFirstOrder  # noqa: F401

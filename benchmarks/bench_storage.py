@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from storage import DatasetSpec, SampleReader, SampleRecord, create_dataset, open_dataset, write_sample
+from tfus.storage import DatasetSpec, SampleReader, SampleRecord, create_dataset, open_dataset, write_sample
 
 
 def _best(fn, repeat: int = 5) -> float:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 
 def simulate_once(ct: str, position, target, preset: str) -> dict:
-    import sim
+    from tfus import sim
 
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     sim.simulate(ct, position, target, sim.get_preset(preset), progress=False)
@@ -56,7 +56,7 @@ def _in_worker(settings: dict, *args) -> dict:
     import dask
     from distributed import Client, LocalCluster
 
-    from flows.runtime import configure_dask
+    from tfus.flows.runtime import configure_dask
 
     configure_dask()  # tfus's settings, then the variant's change on top
     with tempfile.TemporaryDirectory() as scratch, dask.config.set(settings):
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--ceiling", action="store_true", help="only the two-plain-processes ceiling")
     args = parser.parse_args()
 
-    from sim import get_preset, load_volume, plan_placements, write_phantom
+    from tfus.sim import get_preset, load_volume, plan_placements, write_phantom
 
     work = Path(tempfile.mkdtemp(prefix="tfus-bench-worker-"))
     ct = str(write_phantom(args.seed, work / "head.nii.gz"))

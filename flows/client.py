@@ -31,7 +31,7 @@ def read_summary(flow_run_id) -> dict:
     from prefect.client.orchestration import get_client  # noqa: PLC0415
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey  # noqa: PLC0415
 
-    from flows.predict import SUMMARY_ARTIFACT_KEY, parse_summary_markdown  # noqa: PLC0415
+    from tfus.flows.predict import SUMMARY_ARTIFACT_KEY, parse_summary_markdown  # noqa: PLC0415
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.runtime import local_prefect_server
+from tfus.flows.runtime import local_prefect_server
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class _Steps:
 
 def tfus(*args: str, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
     """Run a ``tfus`` command as a user would (same interpreter, same environment)."""
-    cmd = [sys.executable, "-m", "flows.cli", *map(str, args)]
+    cmd = [sys.executable, "-m", "tfus.flows.cli", *map(str, args)]
     print("      $ tfus " + " ".join(shlex.quote(str(a)) for a in args), flush=True)
     proc = subprocess.run(cmd, text=True, capture_output=capture)
     if check and proc.returncode != 0:
@@ -150,11 +150,11 @@ def _predict_through_api(cfg: DemoConfig, sample: dict) -> dict:
     out_root.mkdir(parents=True, exist_ok=True)
     serve_log = open(cfg.out_dir / "serve.log", "w")
     print(f"      $ tfus serve --model {cfg.run_dir} --output-root {out_root}   (in the background)")
-    server = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--model", str(cfg.run_dir.resolve()),
+    server = subprocess.Popen([sys.executable, "-m", "tfus.flows.cli", "serve", "--model", str(cfg.run_dir.resolve()),
                                "--output-root", str(out_root)], stdout=serve_log, stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL)
     try:
-        from flows.client import wait_for_deployment  # noqa: PLC0415  (imports prefect: after the server is up)
+        from tfus.flows.client import wait_for_deployment  # noqa: PLC0415  (imports prefect: after the server is up)
 
         wait_for_deployment(timeout_s=180, proc=server)  # serve registers once its model is loaded
         proc = tfus("request", "predict", "--store", cfg.store.resolve(), "--sample-id", sample["sample_id"],
@@ -173,7 +173,7 @@ def _predict_through_api(cfg: DemoConfig, sample: dict) -> dict:
 
 
 def _compare(cfg: DemoConfig, sample: dict, summary: dict) -> dict:
-    from models.compare import compare_with_simulation  # noqa: PLC0415
+    from tfus.models.compare import compare_with_simulation  # noqa: PLC0415
 
     png = cfg.out_dir / "figures" / "prediction_vs_simulation.png"
     png.parent.mkdir(parents=True, exist_ok=True)

@@ -16,9 +16,9 @@ AUX_NAME = "free_field"
 
 def free_field_fields(store: str, split: str, progress: bool = True) -> dict:
     """{sample_id: free-field pressure (Pa)} for the split; simulated in water once and cached as aux."""
-    import storage
-    from sim import simulate_free_field
-    from sim.config import SimConfig
+    from tfus import storage
+    from tfus.sim import simulate_free_field
+    from tfus.sim.config import SimConfig
     dataset = storage.open_dataset(store, mode="a")
     attrs = dataset.attrs
     if not attrs.get("sim_config"):
@@ -41,7 +41,7 @@ def free_field_fields(store: str, split: str, progress: bool = True) -> dict:
 def evaluate_model(run_dir, store: str, split: str, out_dir, baseline_run_dir=None, free_field: bool = True,
                    progress: bool = True, max_figures: int = 4) -> dict:
     """Metrics of the run (+ the plain U-Net when given, + the free-field baseline) → ``out_dir/metrics.json``."""
-    from models.evaluate import evaluate
+    from tfus.models.evaluate import evaluate
     fields = free_field_fields(store, split, progress) if free_field else None
     return evaluate(run_dir, store, split, out_dir, free_field=fields, baseline_run_dir=baseline_run_dir,
                     progress=progress, max_figures=max_figures)

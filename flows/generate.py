@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import generate_report as report
-from flows.runtime import configure_dask, prefect_environment
-from flows.subjects import Subject, assign_splits, check_fractions, placement_seed, resolve_subjects, sample_key
+from tfus.flows import generate_report as report
+from tfus.flows.runtime import configure_dask, prefect_environment
+from tfus.flows.subjects import Subject, assign_splits, check_fractions, placement_seed, resolve_subjects, sample_key
 
 prefect_environment()
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def _retry_on_infrastructure(task_, task_run, state) -> bool:
       cache_policy=NO_CACHE, persist_result=False)
 def plan_subject(subject_path: str, n_placements: int, seed: int, config) -> list[dict]:
     """``sim.plan_placements`` on one CT (loaded here, on the worker)."""
-    from sim import load_volume, plan_placements  # noqa: PLC0415
+    from tfus.sim import load_volume, plan_placements  # noqa: PLC0415
 
     placements = plan_placements(load_volume(subject_path), n_placements, seed, config)
     return [{"position_mm": [float(v) for v in p.position_mm], "target_mm": [float(v) for v in p.target_mm]}
@@ -70,8 +70,8 @@ def plan_subject(subject_path: str, n_placements: int, seed: int, config) -> lis
       cache_policy=NO_CACHE, persist_result=False)
 def simulate_sample(store_url: str, key: str, subject_path: str, position_mm, target_mm, config) -> dict:
     """``sim.simulate`` one placement and ``storage.write_sample`` it; returns a small dict."""
-    from sim import simulate  # noqa: PLC0415
-    from storage import write_sample  # noqa: PLC0415
+    from tfus.sim import simulate  # noqa: PLC0415
+    from tfus.storage import write_sample  # noqa: PLC0415
 
     started = time.perf_counter()
     result = simulate(subject_path, position_mm, target_mm, config, progress=False)
@@ -179,7 +179,7 @@ def make_runner(workers: int | None, dask_address: str | None, local_directory: 
     """A DaskTaskRunner on an existing scheduler, or on a LocalCluster with tfus's Dask settings."""
     from prefect_dask import DaskTaskRunner  # noqa: PLC0415
 
-    from flows.runtime import local_cluster  # noqa: PLC0415
+    from tfus.flows.runtime import local_cluster  # noqa: PLC0415
 
     configure_dask()  # also in this process: the scheduler of a LocalCluster lives here
     if dask_address:
@@ -191,8 +191,8 @@ def make_runner(workers: int | None, dask_address: str | None, local_directory: 
 def _prepare(subjects, store: str, placements: int, preset: str, seed: int, split, workers, dask_address,
              phantom_options):
     """Every check before compute; returns (config, subjects, dataset)."""
-    from flows import generate_checks as checks  # noqa: PLC0415
-    from storage import DatasetSpec, create_dataset  # noqa: PLC0415
+    from tfus.flows import generate_checks as checks  # noqa: PLC0415
+    from tfus.storage import DatasetSpec, create_dataset  # noqa: PLC0415
 
     checks.check_counts(placements, workers, dask_address)
     check_fractions(split)
@@ -211,7 +211,7 @@ def _reserve(dataset, samples: list[PlannedSample], config) -> set[str]:
     """Reserve rows for every planned sample; returns the keys already complete."""
     import json  # noqa: PLC0415
 
-    from storage import SampleRecord  # noqa: PLC0415
+    from tfus.storage import SampleRecord  # noqa: PLC0415
 
     config_json = json.dumps(config.to_dict(), sort_keys=True)
     dataset.reserve([SampleRecord(s.key, s.sample_id, s.subject.subject_id, s.split, tuple(s.position_mm),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 def load_config(preset_or_config):
     """A SimConfig from a preset name, a file, a dict or a SimConfig; checked for dataset use."""
-    import sim  # noqa: PLC0415
+    from tfus import sim  # noqa: PLC0415
 
     if isinstance(preset_or_config, sim.SimConfig):
         config = preset_or_config
@@ -71,7 +71,7 @@ def worker_memory_bytes(workers: int | None, dask_address: str | None) -> int:
 
 def check_memory(config, workers: int | None, dask_address: str | None) -> tuple[int, int]:
     """sim's estimate for one simulation against a worker's limit; returns (needed, available)."""
-    import sim  # noqa: PLC0415
+    from tfus import sim  # noqa: PLC0415
 
     available = worker_memory_bytes(workers, dask_address)
     needed = int(sim.estimate_memory_bytes(config, tuple(config.window_shape)))

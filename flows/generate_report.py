@@ -59,7 +59,7 @@ def render_preview(store_url: str, rows: list[dict]) -> str | None:
     candidates = [r for r in rows if r["status"] in ("done", "skipped")]
     if not candidates:
         return None
-    from storage import render_sample_png  # noqa: PLC0415
+    from tfus.storage import render_sample_png  # noqa: PLC0415
 
     sample_id = candidates[0]["sample_id"]
     out = previews_dir(store_url)

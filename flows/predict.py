@@ -24,7 +24,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows import serving
+from tfus.flows import serving
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,8 @@ def fetch_ct(ct: str, scratch: Path) -> Path:
 
 def sample_input(store: str, sample_id: str):
     """(CT window as a ``sim`` Volume, stored position_mm, stored target_mm) of one dataset sample."""
-    import storage  # noqa: PLC0415
-    from sim.ingest import Volume  # noqa: PLC0415
+    from tfus import storage  # noqa: PLC0415
+    from tfus.sim.ingest import Volume  # noqa: PLC0415
 
     dataset = storage.open_dataset(store)
     table = dataset.query()
@@ -110,7 +110,7 @@ def sample_input(store: str, sample_id: str):
 
 def run_prediction(request: PredictionRequest, default_name: str | None = None) -> dict:
     """Predict in this process with the cached model; returns the JSON-serialisable summary."""
-    from models.predict import predict_from_ct  # noqa: PLC0415
+    from tfus.models.predict import predict_from_ct  # noqa: PLC0415
 
     t0 = time.perf_counter()
     model_dir = request.model or serving.default_model()

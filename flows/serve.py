@@ -26,17 +26,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from flows import serving
-from flows.runtime import prefect_environment
+from tfus.flows import serving
+from tfus.flows.runtime import prefect_environment
 
 log = logging.getLogger(__name__)
 
 DEPLOYMENT = "default"
 # deployment flow name -> (module, attribute, runs in this process)
 FLOWS = {
-    "predict-field": ("flows.predict", "predict_field", True),
-    "generate-dataset": ("flows.generate", "generate_dataset", False),
-    "train-deeptfus": ("flows.train", "train_model", False),
+    "predict-field": ("tfus.flows.predict", "predict_field", True),
+    "generate-dataset": ("tfus.flows.generate", "generate_dataset", False),
+    "train-deeptfus": ("tfus.flows.train", "train_model", False),
 }
 RETRY_REGISTER_S = 30.0
 # Prefect marks served deployments "ready" when they are polled through get_scheduled_flow_runs, a write to
@@ -214,8 +214,8 @@ class DeploymentServer:
 
 def _warm_up(model_dir: str | None) -> None:
     """Load the default model and the prediction modules now, so the first request is as fast as the rest."""
-    import flows.predict  # noqa: F401, PLC0415
-    import sim.window  # noqa: F401, PLC0415
+    import tfus.flows.predict  # noqa: F401, PLC0415
+    import tfus.sim.window  # noqa: F401, PLC0415
 
     if model_dir:
         loaded = serving.get_model(model_dir)

@@ -107,7 +107,7 @@ def cache_key(run: Path) -> tuple:
 def get_model(model_dir: str | os.PathLike) -> LoadedModel:
     """The cached predictor of ``model_dir``; loads it (safetensors + JSON, no pickle) on first use."""
     global _loads
-    from models.predict import Predictor  # noqa: PLC0415  (torch: only where predictions happen)
+    from tfus.models.predict import Predictor  # noqa: PLC0415  (torch: only where predictions happen)
 
     run = check_run_dir(model_dir)
     key = cache_key(run)

@@ -78,7 +78,7 @@ def subjects_cache_dir(store_url: str) -> Path:
 
 def write_phantoms(n: int, seed: int, out_dir: Path, phantom_kwargs: dict | None = None) -> list[Path]:
     """N phantom NIfTI files, seeds ``seed .. seed+N-1``; existing ones (same options) are kept."""
-    from sim import write_phantom  # noqa: PLC0415 - heavy import only when phantoms are asked for
+    from tfus.sim import write_phantom  # noqa: PLC0415 - heavy import only when phantoms are asked for
 
     kwargs = dict(phantom_kwargs or {})
     tag = hashlib.sha256(repr(sorted(kwargs.items())).encode()).hexdigest()[:8]

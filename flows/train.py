@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows import serving
+from tfus.flows import serving
 
 
 def resolve_run_dir(out_dir: str) -> Path:
@@ -33,8 +33,8 @@ def train_model(store: str, out_dir: str, config: str = "deeptfus-tiny", epochs:
     ``config``: ``deeptfus`` or ``deeptfus-tiny``; ``model_overrides``/``train_overrides``: ModelConfig /
     TrainConfig fields to replace.
     """
-    from models.config import TrainConfig, get_model_config  # noqa: PLC0415
-    from models.train import train  # noqa: PLC0415
+    from tfus.models.config import TrainConfig, get_model_config  # noqa: PLC0415
+    from tfus.models.train import train  # noqa: PLC0415
 
     model_config = get_model_config(config, **(model_overrides or {}))
     train_config = TrainConfig.from_dict({"epochs": epochs, "batch_size": batch_size, "lr": lr, "device": device,

@@ -6,10 +6,10 @@ Public names load lazily (``import models`` does not import torch until one is u
 """
 
 _EXPORTS = {
-    "ModelConfig": "models.config", "TrainConfig": "models.config", "get_model_config": "models.config",
-    "plain_unet_config": "models.config", "DeepTFUS": "models.network", "CompositeLoss": "models.losses",
-    "Predictor": "models.predict", "predict_from_ct": "models.predict",
-    "sample_metrics": "models.metrics", "aggregate": "models.metrics",
+    "ModelConfig": "tfus.models.config", "TrainConfig": "tfus.models.config", "get_model_config": "tfus.models.config",
+    "plain_unet_config": "tfus.models.config", "DeepTFUS": "tfus.models.network", "CompositeLoss": "tfus.models.losses",
+    "Predictor": "tfus.models.predict", "predict_from_ct": "tfus.models.predict",
+    "sample_metrics": "tfus.models.metrics", "aggregate": "tfus.models.metrics",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -19,4 +19,4 @@ def __getattr__(name):
     if name in _EXPORTS:
         import importlib
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'models' has no attribute {name!r}")
+    raise AttributeError(f"module 'tfus.models' has no attribute {name!r}")

@@ -8,9 +8,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from models.data import normalise_pressure
-from models.evaluate import plot_sample
-from models.metrics import sample_metrics
+from tfus.models.data import normalise_pressure
+from tfus.models.evaluate import plot_sample
+from tfus.models.metrics import sample_metrics
 
 
 def compare_with_simulation(pred_path, store_url: str, sample_id: str, png_path=None) -> dict:
@@ -19,7 +19,7 @@ def compare_with_simulation(pred_path, store_url: str, sample_id: str, png_path=
 
     Writes a prediction / simulation / error figure to ``png_path`` when given.
     """
-    import storage  # noqa: PLC0415
+    from tfus import storage  # noqa: PLC0415
 
     img = nib.load(str(pred_path))
     pred = np.asarray(img.dataobj, dtype=np.float32)

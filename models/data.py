@@ -69,7 +69,7 @@ class StoreDataset(Dataset):
     """Complete samples of one split of the store at ``url`` (wraps ``storage.SampleReader``)."""
 
     def __init__(self, url: str, split: str, n_points: int, augment: bool = False, seed: int = 0):
-        import storage
+        from tfus import storage
         self.url, self.split, self.n_points = str(url), split, int(n_points)
         self.augment, self.seed = augment, seed
         self.reader = storage.SampleReader(url, split)

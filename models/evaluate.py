@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from models.data import StoreDataset, normalise_pressure
-from models.metrics import aggregate, focal_point_vox, sample_metrics
-from models.predict import Predictor
+from tfus.models.data import StoreDataset, normalise_pressure
+from tfus.models.metrics import aggregate, focal_point_vox, sample_metrics
+from tfus.models.predict import Predictor
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.config import ModelConfig
+from tfus.models.config import ModelConfig
 
 
 class Conv3d(nn.Conv3d):

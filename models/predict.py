@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import checkpoint
-from models.config import ModelConfig
-from models.data import normalise_ct, scale_points, subsample_points
-from models.metrics import focal_mask_6db, focal_point_vox
-from models.network import DeepTFUS
+from tfus.models import checkpoint
+from tfus.models.config import ModelConfig
+from tfus.models.data import normalise_ct, scale_points, subsample_points
+from tfus.models.metrics import focal_mask_6db, focal_point_vox
+from tfus.models.network import DeepTFUS
 
 
 class Predictor:
@@ -108,8 +108,8 @@ def predict_from_ct(predictor: Predictor, ct, position_mm, target_mm, out_dir) -
 
     ``ct``: a path (NIfTI, …) or a ``sim.Volume``. Returns the summary also written to ``summary.json``.
     """
-    from sim.config import SimConfig
-    from sim.window import make_window
+    from tfus.sim.config import SimConfig
+    from tfus.sim.window import make_window
     if not predictor.sim_config:
         raise ValueError("the run has no stored sim_config; cannot rebuild the simulation window")
     sim_config = SimConfig.from_dict(predictor.sim_config)

@@ -23,12 +23,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from models import checkpoint
-from models.config import ModelConfig, TrainConfig
-from models.data import StoreDataset
-from models.losses import CompositeLoss
-from models.metrics import METRICS, sample_metrics
-from models.network import DeepTFUS
+from tfus.models import checkpoint
+from tfus.models.config import ModelConfig, TrainConfig
+from tfus.models.data import StoreDataset
+from tfus.models.losses import CompositeLoss
+from tfus.models.metrics import METRICS, sample_metrics
+from tfus.models.network import DeepTFUS
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def _epoch(epoch, model, optimizer, datasets, loss_fn, tc, device, spacing, prog
 def train(store_url: str, model_config: ModelConfig, out_dir, train_config: TrainConfig | None = None,
           progress: bool = True) -> dict:
     """Train (or resume training) into ``out_dir``; returns a summary dict (best epoch, losses, history)."""
-    import storage
+    from tfus import storage
     tc = train_config or TrainConfig()
     dataset = storage.open_dataset(store_url)
     attrs = dict(dataset.attrs)

@@ -11,21 +11,21 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "kwave_modules": "sim.kwave_import",
-    "Volume": "sim.ingest", "load_volume": "sim.ingest", "save_nifti": "sim.ingest", "resample": "sim.ingest",
-    "TransducerConfig": "sim.config", "SimConfig": "sim.config", "get_preset": "sim.config",
-    "load_sim_config": "sim.config", "PRESETS": "sim.config",
-    "MediumConfig": "sim.medium", "Medium": "sim.medium", "hu_to_medium": "sim.medium",
-    "Bowl": "sim.transducer",
-    "make_phantom": "sim.phantom", "write_phantom": "sim.phantom",
-    "Placement": "sim.placement", "plan_placements": "sim.placement",
-    "Window": "sim.window", "make_window": "sim.window", "plan_window": "sim.window",
-    "SimResult": "sim.simulation", "simulate": "sim.simulation", "simulate_free_field": "sim.simulation",
-    "simulate_window": "sim.simulation", "write_simulation": "sim.simulation", "validate_config": "sim.simulation",
-    "estimate_memory_bytes": "sim.memory",
-    "oneil_on_axis": "sim.oneil",
-    "field_summary": "sim.fieldstats",
-    "run_oneil_validation": "sim.validation",
+    "kwave_modules": "tfus.sim.kwave_import",
+    "Volume": "tfus.sim.ingest", "load_volume": "tfus.sim.ingest", "save_nifti": "tfus.sim.ingest", "resample": "tfus.sim.ingest",
+    "TransducerConfig": "tfus.sim.config", "SimConfig": "tfus.sim.config", "get_preset": "tfus.sim.config",
+    "load_sim_config": "tfus.sim.config", "PRESETS": "tfus.sim.config",
+    "MediumConfig": "tfus.sim.medium", "Medium": "tfus.sim.medium", "hu_to_medium": "tfus.sim.medium",
+    "Bowl": "tfus.sim.transducer",
+    "make_phantom": "tfus.sim.phantom", "write_phantom": "tfus.sim.phantom",
+    "Placement": "tfus.sim.placement", "plan_placements": "tfus.sim.placement",
+    "Window": "tfus.sim.window", "make_window": "tfus.sim.window", "plan_window": "tfus.sim.window",
+    "SimResult": "tfus.sim.simulation", "simulate": "tfus.sim.simulation", "simulate_free_field": "tfus.sim.simulation",
+    "simulate_window": "tfus.sim.simulation", "write_simulation": "tfus.sim.simulation", "validate_config": "tfus.sim.simulation",
+    "estimate_memory_bytes": "tfus.sim.memory",
+    "oneil_on_axis": "tfus.sim.oneil",
+    "field_summary": "tfus.sim.fieldstats",
+    "run_oneil_validation": "tfus.sim.validation",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -34,7 +34,7 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'sim' has no attribute {name!r}")
+        raise AttributeError(f"module 'tfus.sim' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sim.medium import MediumConfig
+from tfus.sim.medium import MediumConfig
 
 WATER_SOUND_SPEED_M_S = 1500.0
 

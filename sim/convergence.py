@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.config import SimConfig
+from tfus.sim.config import SimConfig
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,14 @@ class ConvergenceStudy:
 def resample_onto(field: np.ndarray, affine, target_affine, target_shape) -> np.ndarray:
     """``field`` (voxel grid ``affine``) linearly interpolated onto the target grid (``sim.ingest.resample``,
     the same resampler that puts CTs on simulation windows); float32."""
-    from sim.ingest import Volume, resample  # noqa: PLC0415
+    from tfus.sim.ingest import Volume, resample  # noqa: PLC0415
 
     return resample(Volume(field, affine), target_affine, target_shape).hu
 
 
 def compare_fields(results: list, config: SimConfig) -> list[dict]:
     """Errors of every :class:`sim.simulation.SimResult` in ``results`` against the last (finest) one."""
-    from sim.fieldstats import focal_search_mask  # noqa: PLC0415
+    from tfus.sim.fieldstats import focal_search_mask  # noqa: PLC0415
 
     ref = results[-1]
     w = ref.window
@@ -84,8 +84,8 @@ def compare_fields(results: list, config: SimConfig) -> list[dict]:
 def run_skull_convergence(ct, position_mm, target_mm, config: SimConfig, study: ConvergenceStudy,
                           out_dir: str | os.PathLike, progress: bool = True, device: str = "cpu") -> dict:
     """Simulate at every spacing of ``study``; write ``convergence.json`` and ``convergence.png``."""
-    from sim.ingest import Volume, load_volume  # noqa: PLC0415
-    from sim.simulation import simulate  # noqa: PLC0415
+    from tfus.sim.ingest import Volume, load_volume  # noqa: PLC0415
+    from tfus.sim.simulation import simulate  # noqa: PLC0415
 
     volume = ct if isinstance(ct, Volume) else load_volume(ct)
     results = []

@@ -20,7 +20,7 @@ BASELINE_BYTES = 250 * 2**20  # interpreter, numpy/scipy/k-wave imports (measure
 
 def estimate_memory_bytes(config, grid_shape, device: str = "cpu") -> int:
     """Estimated peak bytes (host RAM; device memory for ``device='gpu'``) for a box of ``grid_shape``."""
-    from sim.solver import padded_layout  # noqa: PLC0415
+    from tfus.sim.solver import padded_layout  # noqa: PLC0415
 
     shape = tuple(int(n) for n in grid_shape)
     if len(shape) != 3 or min(shape) < 1:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.ingest import save_nifti
-from sim.preview import render_preview
+from tfus.sim.ingest import save_nifti
+from tfus.sim.preview import render_preview
 
 OUTPUT_FILES = ("pressure.nii.gz", "ct.nii.gz", "summary.json", "preview.png")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.ingest import Volume, axis_aligned_affine, save_nifti
+from tfus.sim.ingest import Volume, axis_aligned_affine, save_nifti
 
 ADULT_SEMI_AXES_MM = (75.0, 90.0, 80.0)  # 150 × 180 × 160 mm head
 SKIN_HU, CSF_HU, BRAIN_HU = 50.0, 10.0, 30.0

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from sim.ingest import Volume, grid_covering, resample, voxel_to_world, world_to_voxel
-from sim.transducer import Bowl
-from sim.window import plan_window
+from tfus.sim.ingest import Volume, grid_covering, resample, voxel_to_world, world_to_voxel
+from tfus.sim.transducer import Bowl
+from tfus.sim.window import plan_window
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.config import SimConfig
-from sim.fieldstats import field_summary
-from sim.ingest import Volume, load_volume
-from sim.memory import check_memory, estimate_memory_bytes
-from sim.window import Window, make_window, plan_window
+from tfus.sim.config import SimConfig
+from tfus.sim.fieldstats import field_summary
+from tfus.sim.ingest import Volume, load_volume
+from tfus.sim.memory import check_memory, estimate_memory_bytes
+from tfus.sim.window import Window, make_window, plan_window
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _check_config(config, device: str) -> None:
 
 def validate_config(config: SimConfig) -> None:
     """Refuse, before any CT is read, what no CT can rescue: < 3 points per wavelength in the slowest medium."""
-    from sim.solver import check_points_per_wavelength  # noqa: PLC0415
+    from tfus.sim.solver import check_points_per_wavelength  # noqa: PLC0415
 
     c_min = min(config.medium.water_sound_speed_m_s, config.medium.sound_speed_min_m_s)
     check_points_per_wavelength(c_min, config.spacing_mm * 1e-3, config.transducer.frequency_hz, warn=False)
@@ -73,8 +73,8 @@ def simulate(ct: Volume | str | os.PathLike, position_mm, target_mm, config: Sim
 def simulate_free_field(position_mm, target_mm, config: SimConfig, window_affine, shape=None,
                         progress: bool = True, device: str = "cpu") -> SimResult:
     """The same transducer on the same grid in water (HU 0 everywhere)."""
-    from sim.transducer import Bowl  # noqa: PLC0415
-    from sim.ingest import world_to_voxel  # noqa: PLC0415
+    from tfus.sim.transducer import Bowl  # noqa: PLC0415
+    from tfus.sim.ingest import world_to_voxel  # noqa: PLC0415
 
     _check_config(config, device)
     shape = tuple(int(n) for n in (shape if shape is not None else config.window_shape or ()))
@@ -95,9 +95,9 @@ def simulate_free_field(position_mm, target_mm, config: SimConfig, window_affine
 def simulate_window(window: Window, config: SimConfig, inputs: dict, progress: bool = True, device: str = "cpu",
                     kwave_binary=None) -> SimResult:
     """Run the solver on a prepared :class:`Window` (its ``bowl`` must be set)."""
-    from sim.medium import hu_to_medium  # noqa: PLC0415
-    from sim.solver import MediumArrays  # noqa: PLC0415
-    from sim.source import BowlSource  # noqa: PLC0415
+    from tfus.sim.medium import hu_to_medium  # noqa: PLC0415
+    from tfus.sim.solver import MediumArrays  # noqa: PLC0415
+    from tfus.sim.source import BowlSource  # noqa: PLC0415
 
     if window.bowl is None:
         raise ValueError("`window.bowl` is required to place the source")
@@ -109,11 +109,11 @@ def simulate_window(window: Window, config: SimConfig, inputs: dict, progress: b
                       tuple(window.world_to_voxel(window.bowl.focus_mm)), tr.roc_mm * 1e-3, tr.aperture_mm * 1e-3)
     spacing_m = window.spacing_mm * 1e-3
     if kwave_binary:
-        from sim.solver_cpp import solve_steady_state_cpp  # noqa: PLC0415
+        from tfus.sim.solver_cpp import solve_steady_state_cpp  # noqa: PLC0415
         state = solve_steady_state_cpp(medium, bowl, tr.frequency_hz, tr.amplitude_pa, spacing_m, config,
                                        binary=kwave_binary, device=device)
     else:
-        from sim.solver import solve_steady_state  # noqa: PLC0415
+        from tfus.sim.solver import solve_steady_state  # noqa: PLC0415
         state = solve_steady_state(medium, bowl, tr.frequency_hz, tr.amplitude_pa, spacing_m, config,
                                    device=device, progress=progress)
     summary = _summary(state, window, config, inputs, med.min_sound_speed_m_s, time.perf_counter() - t0)
@@ -161,7 +161,7 @@ def write_simulation(result: SimResult, out_dir: str | os.PathLike) -> Path:
     Everything goes to a temporary sibling directory first, renamed into place at the end: a failed run
     leaves no complete-looking ``out_dir``. An existing ``out_dir`` is replaced only after success.
     """
-    from sim.output import write_outputs  # noqa: PLC0415
+    from tfus.sim.output import write_outputs  # noqa: PLC0415
 
     return write_outputs(result, Path(out_dir))
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim.config import SimConfig
-from sim.source import BowlSource, StreamingPressureSource, bowl_grid_weights, drive_signal
+from tfus.sim.config import SimConfig
+from tfus.sim.source import BowlSource, StreamingPressureSource, bowl_grid_weights, drive_signal
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def _pad(arr: np.ndarray, padded_shape, left, dtype) -> np.ndarray:
 
 def _build_simulation(medium: MediumArrays, time_axis: TimeAxis, spacing_m: float, config: SimConfig,
                       device: str):
-    from sim.kwave_import import kwave_modules  # noqa: PLC0415
+    from tfus.sim.kwave_import import kwave_modules  # noqa: PLC0415
 
     kw = kwave_modules()
     from kwave.kmedium import kWaveMedium  # noqa: PLC0415

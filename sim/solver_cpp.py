@@ -21,16 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.config import SimConfig
-from sim.solver import (MediumArrays, SteadyState, _pad, absorbing_dt_limit, check_points_per_wavelength,
+from tfus.sim.config import SimConfig
+from tfus.sim.solver import (MediumArrays, SteadyState, _pad, absorbing_dt_limit, check_points_per_wavelength,
                         make_time_axis, padded_layout)
-from sim.source import BowlSource, bowl_grid_weights, drive_signal
+from tfus.sim.source import BowlSource, bowl_grid_weights, drive_signal
 
 log = logging.getLogger(__name__)
 
 
 def _inputs(medium: MediumArrays, bowl: BowlSource, frequency_hz, amplitude_pa, spacing_m, config, taxis):
-    from sim.kwave_import import kwave_modules  # noqa: PLC0415
+    from tfus.sim.kwave_import import kwave_modules  # noqa: PLC0415
 
     kw = kwave_modules()
     from kwave.kmedium import kWaveMedium  # noqa: PLC0415
@@ -69,7 +69,7 @@ def solve_steady_state_cpp(medium: MediumArrays, bowl: BowlSource, frequency_hz:
     binary = Path(binary)
     if not binary.is_file() or not os.access(binary, os.X_OK):
         raise FileNotFoundError(f"--kwave-binary {binary}: not an executable file")
-    from sim.kwave_import import kwave_modules  # noqa: PLC0415
+    from tfus.sim.kwave_import import kwave_modules  # noqa: PLC0415
 
     kwave_modules()
     from kwave.solvers.cpp_simulation import CppSimulation  # noqa: PLC0415

@@ -55,7 +55,7 @@ def vox_to_grid_m(vox, padded_shape, pml_size: int, spacing_m: float) -> list[fl
 def bowl_grid_weights(bowl: BowlSource, padded_shape, pml_size: int, spacing_m: float,
                       upsampling_rate: int = 10, bli_tolerance: float = 0.05) -> np.ndarray:
     """Grid weights (padded shape, float64) of the bowl via ``kWaveArray.add_bowl_element``."""
-    from sim.kwave_import import kwave_modules  # noqa: PLC0415  (k-wave only when simulating)
+    from tfus.sim.kwave_import import kwave_modules  # noqa: PLC0415  (k-wave only when simulating)
 
     kw = kwave_modules()
     kgrid = kw.kgrid([int(n) for n in padded_shape], [spacing_m] * 3)

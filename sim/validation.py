@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.config import SimConfig
-from sim.oneil import oneil_on_axis
+from tfus.sim.config import SimConfig
+from tfus.sim.oneil import oneil_on_axis
 
 C_WATER, RHO_WATER = 1500.0, 1000.0
 
@@ -55,8 +55,8 @@ CASES = {
 
 def water_bowl_field(case: WaterBowlCase, device: str = "cpu", progress: bool = False):
     """Run the solver for ``case``; returns the :class:`sim.solver.SteadyState` (axis along x)."""
-    from sim.solver import MediumArrays, solve_steady_state  # noqa: PLC0415
-    from sim.source import BowlSource  # noqa: PLC0415
+    from tfus.sim.solver import MediumArrays, solve_steady_state  # noqa: PLC0415
+    from tfus.sim.source import BowlSource  # noqa: PLC0415
 
     shape = case.shape()
     c = shape[1] / 2

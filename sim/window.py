@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.ingest import (Volume, axis_aligned_affine, grid_covering, load_volume, resample, voxel_to_world,
+from tfus.sim.ingest import (Volume, axis_aligned_affine, grid_covering, load_volume, resample, voxel_to_world,
                         world_to_voxel)
-from sim.transducer import Bowl
+from tfus.sim.transducer import Bowl
 
 MARGIN_VOX = 2          # free voxels required between the bowl and the window's edge
 MAX_WINDOW_VOXELS = 2**31  # refuse absurd whole-CT grids before allocating them

@@ -3,13 +3,14 @@
 Heavy optional imports (nibabel, matplotlib, tqdm, xarray) happen inside the functions that need them.
 """
 
-from storage.dataset import Dataset, Sample, create_dataset, open_dataset
-from storage.export import export_sample, render_sample_png
-from storage.reader import SampleReader
-from storage.schema import SCHEMA_VERSION, DatasetSpec
-from storage.summary import stats
-from storage.tfuscapes import import_tfuscapes
-from storage.writing import SampleRecord, write_sample
+from tfus.storage.dataset import Dataset, create_dataset, open_dataset, write_sample
+from tfus.storage.export import export_sample, render_sample_png
+from tfus.storage.reader import SampleReader
+from tfus.storage.schema import SCHEMA_VERSION, DatasetSpec
+from tfus.storage.summary import stats
+from tfus.storage.tfuscapes import import_tfuscapes
+from tfus.storage.sample import Sample
+from tfus.storage.writing import SampleRecord
 
 __all__ = [
     "SCHEMA_VERSION", "Dataset", "DatasetSpec", "Sample", "SampleReader", "SampleRecord", "create_dataset",

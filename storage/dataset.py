@@ -10,37 +10,26 @@ import datetime as _dt
 import importlib.metadata
 import json
 import logging
-from dataclasses import dataclass, field
+import os
+import threading
 
 import numpy as np
 import zarr
 from zarr.api.asynchronous import open_array as open_async_array
 from zarr.core.sync import sync
 
-from storage import table as _table
-from storage import writing as _writing
-from storage.schema import (AUX_GROUP, FORMAT_NAME, RECORDS_DIR, SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS,
+from tfus.storage import table as _table
+from tfus.storage import writing as _writing
+from tfus.storage.schema import (AUX_GROUP, FORMAT_NAME, RECORDS_DIR, SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS,
                             UNITS, DatasetSpec, sample_arrays, table_arrays)
-from storage.store import Location, create_array, gather
+from tfus.storage.sample import Sample
+from tfus.storage.store import Location, create_array, gather, grow
+from tfus.storage.writing import write_sample_to
 
 log = logging.getLogger(__name__)
 
 RESERVED_ATTRS = ("format", "schema_version", "window_shape", "spacing_mm", "n_transducer_points", "units",
                   "producer", "created_utc")
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One complete sample. ct_hu, pressure_pa: (X, Y, Z) float32 in HU / Pa; affine (4, 4) voxel → world
-    mm; transducer_points (P, 3) float32 voxel coordinates of the window; meta: the table row, the
-    sample's simulation ``config`` (dict) and its ``summary`` (dict)."""
-
-    sample_id: str
-    ct_hu: np.ndarray
-    pressure_pa: np.ndarray
-    affine: np.ndarray
-    transducer_points: np.ndarray
-    meta: dict = field(default_factory=dict)
 
 
 class Dataset:
@@ -240,7 +229,7 @@ def create_dataset(url, spec: DatasetSpec, attrs: dict | None = None) -> Dataset
 
 
 def _jsonable(value: dict) -> dict:
-    from storage.store import to_json
+    from tfus.storage.store import to_json
     return json.loads(to_json(value))
 
 
@@ -266,7 +255,14 @@ def _ensure_arrays(group: zarr.Group, spec: DatasetSpec) -> None:
             group.create_group(name, attributes={"description": note})
 
 
-def grow(arr: zarr.Array, n: int) -> None:
-    """Grow ``arr`` along ``sample`` to at least ``n`` rows; never deletes chunks."""
-    if arr.shape[0] < n:
-        sync(arr.async_array.resize((n, *arr.shape[1:]), delete_outside_chunks=False))
+_WRITERS: dict = {}
+
+
+def write_sample(url, key: str, *, ct_hu, pressure_pa, affine, transducer_points, meta: dict) -> bool:
+    """Write one sample from any process (opens the store once per process). See write_sample_to."""
+    cache_key = (os.getpid(), threading.get_ident(), str(url))   # a handle is not shared between threads
+    ds = _WRITERS.get(cache_key)
+    if ds is None:
+        ds = _WRITERS[cache_key] = open_dataset(url, mode="a")
+    return write_sample_to(ds, key, ct_hu=ct_hu, pressure_pa=pressure_pa, affine=affine,
+                           transducer_points=transducer_points, meta=meta)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from storage.dataset import open_dataset
-from storage.store import to_json
+from tfus.storage.dataset import open_dataset
+from tfus.storage.store import to_json
 
 log = logging.getLogger(__name__)
 

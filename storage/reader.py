@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from storage.schema import AUX_GROUP
+from tfus.storage.schema import AUX_GROUP
 
 _FIELDS = {"ct_hu": "ct", "pressure_pa": "pressure", "affine": "affine", "transducer_points": "transducer_points"}
 
@@ -24,7 +24,7 @@ class SampleReader:
 
     def __init__(self, url, split=None, *, subject=None, where: str | None = None, status: str = "complete",
                  fields=tuple(_FIELDS), aux=()):
-        from storage.dataset import open_dataset
+        from tfus.storage.dataset import open_dataset
         unknown = [f for f in fields if f not in _FIELDS]
         if unknown:
             raise ValueError(f"`fields` must be among {list(_FIELDS)}, got {unknown}")
@@ -48,12 +48,12 @@ class SampleReader:
 
     def _dataset(self):
         if self._ds is None or self._pid != os.getpid():
-            from storage.dataset import open_dataset
+            from tfus.storage.dataset import open_dataset
             self._ds, self._pid = open_dataset(self.url), os.getpid()
         return self._ds
 
     def __getitem__(self, i: int) -> dict:
-        from storage.table import read_sample_arrays
+        from tfus.storage.table import read_sample_arrays
         if not -len(self) <= i < len(self):
             raise IndexError(f"sample index {i} out of range for {len(self)} samples")
         row, sample_id = int(self.rows[i]), self.sample_ids[i]

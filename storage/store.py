@@ -20,8 +20,9 @@ import fsspec
 import numpy as np
 import zarr
 from fsspec.implementations.local import LocalFileSystem
+from zarr.core.sync import sync
 
-from storage.schema import RECORDS_DIR, ArraySpec
+from tfus.storage.schema import RECORDS_DIR, ArraySpec
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def to_json(value) -> str:
 
 def create_array(group: zarr.Group, spec: ArraySpec, n: int, per_sample: bool) -> zarr.Array:
     """Create one schema array of length ``n`` along ``sample`` inside ``group``."""
-    from storage.schema import TABLE_CHUNK
+    from tfus.storage.schema import TABLE_CHUNK
     shape = (n, *spec.tail)
     chunks = (1, *spec.tail) if per_sample else (spec.chunk or TABLE_CHUNK, *spec.tail)
     dtype = str if spec.dtype == "str" else spec.dtype
@@ -167,3 +168,9 @@ def create_array(group: zarr.Group, spec: ArraySpec, n: int, per_sample: bool) -
     return group.create_array(spec.name, shape=shape, chunks=chunks, dtype=dtype, fill_value=spec.fill,
                               dimension_names=("sample", *spec.dims),
                               chunk_key_encoding={"name": "default", "separator": "."}, **kwargs)
+
+
+def grow(arr: zarr.Array, n: int) -> None:
+    """Grow ``arr`` along ``sample`` to at least ``n`` rows; never deletes chunks."""
+    if arr.shape[0] < n:
+        sync(arr.async_array.resize((n, *arr.shape[1:]), delete_outside_chunks=False))

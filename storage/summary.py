@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.dataset import open_dataset
+from tfus.storage.dataset import open_dataset
 
 
 def stats(url) -> dict:

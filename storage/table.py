@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 from zarr.core.sync import sync
 
-from storage.schema import STATUSES, TABLE_COLUMNS
-from storage.store import gather
+from tfus.storage.sample import Sample
+from tfus.storage.schema import STATUSES, TABLE_COLUMNS
+from tfus.storage.store import gather
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,6 @@ def read_sample_arrays(ds, row: int, label: str, names=("ct", "pressure", "affin
 
 
 def read_sample(ds, sample_id: str):
-    from storage.dataset import Sample
     row = row_of(ds, sample_id)
     arrays = read_sample_arrays(ds, row, sample_id)
     t = ds.table

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from storage.dataset import create_dataset
-from storage.schema import DatasetSpec
-from storage.store import to_json
-from storage.writing import SampleRecord
+from tfus.storage.dataset import create_dataset
+from tfus.storage.schema import DatasetSpec
+from tfus.storage.store import to_json
+from tfus.storage.writing import SampleRecord
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,13 @@ import datetime as _dt
 import json
 import logging
 import os
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 from zarr.core.sync import sync
 
-from storage.schema import AUX_GROUP, check_aux_name, check_key, sample_arrays, table_arrays
-from storage.store import gather as _gather, to_json
+from tfus.storage.schema import AUX_GROUP, check_aux_name, check_key, sample_arrays, table_arrays
+from tfus.storage.store import gather as _gather, grow, to_json
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,6 @@ def _update_rows(arr, rows: np.ndarray, values) -> None:
 # --- reserve ----------------------------------------------------------------------------------------
 def reserve(ds, records) -> dict[str, int]:
     """Give every record a row; keys already present keep theirs. The only operation that resizes."""
-    from storage.dataset import grow
     ds.require_writable()
     records = list(records)
     for r in records:
@@ -191,25 +189,10 @@ def _record(key: str, row: int, meta: dict) -> dict:
             "runtime_s": float(meta.get("runtime_s", np.nan)), "summary": summary}
 
 
-_WRITERS: dict = {}
-
-
-def write_sample(url, key: str, *, ct_hu, pressure_pa, affine, transducer_points, meta: dict) -> bool:
-    """Write one sample from any process (opens the store once per process). See write_sample_to."""
-    from storage.dataset import open_dataset
-    cache_key = (os.getpid(), threading.get_ident(), str(url))   # a handle is not shared between threads
-    ds = _WRITERS.get(cache_key)
-    if ds is None:
-        ds = _WRITERS[cache_key] = open_dataset(url, mode="a")
-    return write_sample_to(ds, key, ct_hu=ct_hu, pressure_pa=pressure_pa, affine=affine,
-                           transducer_points=transducer_points, meta=meta)
-
-
 # --- coordinator: commit and failures ---------------------------------------------------------------
 def commit(ds) -> int:
     """Fold completion records into the table arrays; returns how many samples were folded."""
-    from storage.dataset import grow
-    from storage.table import committed_columns, merge_records
+    from tfus.storage.table import committed_columns, merge_records
     ds.require_writable()
     ds.refresh()
     cols = committed_columns(ds, names=("key", "status", "reason", "focal_point_mm", "peak_pressure_pa",
@@ -248,9 +231,8 @@ def mark_failed(ds, key: str, reason: str) -> bool:
 # --- auxiliary arrays -------------------------------------------------------------------------------
 def _aux_array(ds, name: str, row: int, shape: tuple, create: bool):
     import zarr
-    from storage.dataset import grow
-    from storage.schema import ArraySpec
-    from storage.store import create_array
+    from tfus.storage.schema import ArraySpec
+    from tfus.storage.store import create_array
     path = f"{AUX_GROUP}/{name}"
     try:
         arr = ds.array(path, min_len=row + 1)
@@ -301,5 +283,5 @@ def read_aux(ds, name: str, sample_id: str):
     if arr is None or arr.shape[0] <= row:
         raise ValueError(f"store {ds.url}: aux array {name!r} does not cover sample {sample_id!r}; "
                          "run Dataset.commit() to repair")
-    from storage.table import read_sample_arrays
+    from tfus.storage.table import read_sample_arrays
     return read_sample_arrays(ds, row, sample_id, names=(f"{AUX_GROUP}/{name}",))[f"{AUX_GROUP}/{name}"]

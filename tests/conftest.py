@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from flows.runtime import PrefectServer, prefect_environment
+from tfus.flows.runtime import PrefectServer, prefect_environment
 
 prefect_environment()
 
@@ -23,7 +23,7 @@ def prefect_api(tmp_path_factory):
     try:
         yield server.api_url
     finally:
-        from flows.runtime import _flush_prefect_logs
+        from tfus.flows.runtime import _flush_prefect_logs
 
         _flush_prefect_logs()
         if previous is None:

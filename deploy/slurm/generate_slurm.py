@@ -13,7 +13,7 @@ import sys
 
 from dask_jobqueue import SLURMCluster
 
-from flows.generate import generate_dataset
+from tfus.flows.generate import generate_dataset
 
 if __name__ == "__main__":
     subjects, store, n_jobs = sys.argv[1], sys.argv[2], int(sys.argv[3])

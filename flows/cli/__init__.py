@@ -19,12 +19,12 @@ import sys
 
 # Command-group modules, in help order. Each defines register(subparsers).
 COMMAND_MODULES = (
-    "flows.cli.sim_cmds",       # phantom, simulate, validate
-    "flows.cli.storage_cmds",   # query, show, export, stats, import-tfuscapes
-    "flows.cli.flow_cmds",      # generate
-    "flows.cli.model_cmds",     # train, evaluate, predict
-    "flows.cli.serve_cmds",     # serve, request
-    "flows.cli.demo_cmds",      # demo
+    "tfus.flows.cli.sim_cmds",       # phantom, simulate, validate
+    "tfus.flows.cli.storage_cmds",   # query, show, export, stats, import-tfuscapes
+    "tfus.flows.cli.flow_cmds",      # generate
+    "tfus.flows.cli.model_cmds",     # train, evaluate, predict
+    "tfus.flows.cli.serve_cmds",     # serve, request
+    "tfus.flows.cli.demo_cmds",      # demo
 )
 
 # Prefect's telemetry would try the network; tfus never does.

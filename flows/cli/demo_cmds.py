@@ -18,7 +18,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from flows.demo import DemoConfig, run_demo  # noqa: PLC0415
+    from tfus.flows.demo import DemoConfig, run_demo  # noqa: PLC0415
 
     cfg = DemoConfig(out_dir=args.out, subjects=args.subjects, placements=args.placements, preset=args.preset,
                      workers=args.workers, epochs=args.epochs, seed=args.seed)

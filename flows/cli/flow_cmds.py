@@ -36,14 +36,14 @@ def register(sub) -> None:
 
 
 def _generate(args) -> int:
-    from flows.runtime import local_prefect_server  # noqa: PLC0415
+    from tfus.flows.runtime import local_prefect_server  # noqa: PLC0415
 
     subjects = f"phantom:{args.phantoms}" if args.phantoms is not None else args.subjects
     if args.phantoms is not None and args.phantoms < 1:
         raise ValueError(f"--phantoms must be >= 1, got {args.phantoms}")
     phantom_options = {"scale": args.phantom_scale} if args.phantom_scale else None
     with local_prefect_server():  # also points an already-imported prefect at the chosen server
-        from flows.generate import generate_dataset  # noqa: PLC0415
+        from tfus.flows.generate import generate_dataset  # noqa: PLC0415
 
         summary = generate_dataset(
             subjects=subjects, store=args.store, placements=args.placements, preset=args.config or args.preset,

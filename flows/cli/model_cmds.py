@@ -44,8 +44,8 @@ def register(subparsers) -> None:
 
 
 def _train(args) -> int:
-    from models.config import TrainConfig, get_model_config, plain_unet_config
-    from models.train import train
+    from tfus.models.config import TrainConfig, get_model_config, plain_unet_config
+    from tfus.models.train import train
     model_config = get_model_config(args.config)
     if args.baseline:
         model_config = plain_unet_config(model_config)
@@ -58,7 +58,7 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from flows.evaluate import evaluate_model
+    from tfus.flows.evaluate import evaluate_model
     result = evaluate_model(args.model, args.store, args.split, args.out, baseline_run_dir=args.baseline_model,
                             free_field=args.free_field, progress=not args.no_progress,
                             max_figures=args.figures)
@@ -73,7 +73,7 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
-    from models.predict import Predictor, predict_from_ct
+    from tfus.models.predict import Predictor, predict_from_ct
     predictor = Predictor.from_run(args.model)
     summary = predict_from_ct(predictor, args.ct, args.position, args.target, args.out)
     print(json.dumps(summary, indent=2))

@@ -29,8 +29,8 @@ def register_phantom(subparsers) -> None:
 
 
 def _phantom(args: argparse.Namespace) -> int:
-    from sim.phantom import make_phantom  # noqa: PLC0415
-    from sim.ingest import save_nifti  # noqa: PLC0415
+    from tfus.sim.phantom import make_phantom  # noqa: PLC0415
+    from tfus.sim.ingest import save_nifti  # noqa: PLC0415
 
     if not str(args.out).lower().endswith((".nii", ".nii.gz")):
         raise ValueError(f"--out {args.out}: must end in .nii or .nii.gz")
@@ -43,9 +43,9 @@ def _phantom(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from sim.config import load_sim_config  # noqa: PLC0415
-    from sim.ingest import load_volume  # noqa: PLC0415
-    from sim.placement import plan_placements  # noqa: PLC0415
+    from tfus.sim.config import load_sim_config  # noqa: PLC0415
+    from tfus.sim.ingest import load_volume  # noqa: PLC0415
+    from tfus.sim.placement import plan_placements  # noqa: PLC0415
 
     config = load_sim_config(args.preset)
     volume = load_volume(args.ct)

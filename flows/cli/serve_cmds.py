@@ -39,7 +39,7 @@ def register(sub) -> None:
 
 
 def _serve(args) -> int:
-    from flows.serve import serve  # noqa: PLC0415
+    from tfus.flows.serve import serve  # noqa: PLC0415
 
     serve(model_dir=args.model, output_root=args.output_root, poll_s=args.poll_s, limit=args.limit)
     return 0
@@ -54,7 +54,7 @@ def _request_predict(args) -> int:
         raise ValueError("--store needs --sample-id")
     if args.ct and (args.position is None or args.target is None):
         raise ValueError("--ct needs --position X Y Z and --target X Y Z")
-    from flows.client import RunFailed, prediction_parameters, request_prediction  # noqa: PLC0415
+    from tfus.flows.client import RunFailed, prediction_parameters, request_prediction  # noqa: PLC0415
 
     params = prediction_parameters(ct=args.ct, position_mm=args.position, target_mm=args.target,
                                    store=args.store, sample_id=args.sample_id, model=args.model,

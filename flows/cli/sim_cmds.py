@@ -12,8 +12,8 @@ import json
 
 
 def register(sub) -> None:
-    if importlib.util.find_spec("flows.cli.phantom_cmd") is not None:
-        from flows.cli.phantom_cmd import register_phantom  # noqa: PLC0415
+    if importlib.util.find_spec("tfus.flows.cli.phantom_cmd") is not None:
+        from tfus.flows.cli.phantom_cmd import register_phantom  # noqa: PLC0415
 
         register_phantom(sub)
     _register_simulate(sub)
@@ -68,7 +68,7 @@ def _register_validate(sub) -> None:
 
 def build_config(args: argparse.Namespace):
     """The SimConfig of a `tfus simulate` command line (preset + overrides)."""
-    from sim.config import load_sim_config  # noqa: PLC0415
+    from tfus.sim.config import load_sim_config  # noqa: PLC0415
 
     config = load_sim_config(args.preset)
     changes = {k: getattr(args, k) for k in ("frequency_hz", "roc_mm", "aperture_mm", "amplitude_pa")
@@ -91,7 +91,7 @@ def build_config(args: argparse.Namespace):
 def _simulate(args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
-    from sim.simulation import simulate, write_simulation  # noqa: PLC0415
+    from tfus.sim.simulation import simulate, write_simulation  # noqa: PLC0415
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -111,7 +111,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     if args.skull_convergence:
         return _skull_convergence(args)
-    from sim.validation import run_oneil_validation  # noqa: PLC0415
+    from tfus.sim.validation import run_oneil_validation  # noqa: PLC0415
 
     report = run_oneil_validation(args.out, case=args.case, device=args.device, progress=not args.no_progress)
     print(json.dumps(report["metrics"], indent=2))
@@ -119,10 +119,10 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _skull_convergence(args: argparse.Namespace) -> int:
-    from sim.config import load_sim_config  # noqa: PLC0415
-    from sim.convergence import ConvergenceStudy, run_skull_convergence  # noqa: PLC0415
-    from sim.phantom import make_phantom  # noqa: PLC0415
-    from sim.placement import plan_placements  # noqa: PLC0415
+    from tfus.sim.config import load_sim_config  # noqa: PLC0415
+    from tfus.sim.convergence import ConvergenceStudy, run_skull_convergence  # noqa: PLC0415
+    from tfus.sim.phantom import make_phantom  # noqa: PLC0415
+    from tfus.sim.placement import plan_placements  # noqa: PLC0415
 
     study = ConvergenceStudy(tuple(args.spacings_mm), args.box_mm)
     config = load_sim_config(args.preset)

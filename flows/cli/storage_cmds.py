@@ -47,7 +47,7 @@ def register(subparsers) -> None:
 
 
 def _query(args) -> int:
-    from storage import open_dataset
+    from tfus.storage import open_dataset
     table = open_dataset(args.store).query(subject=args.subject, split=args.split, where=args.where,
                                            status=args.status)
     if args.limit is not None:
@@ -88,20 +88,20 @@ def format_table(table) -> str:
 
 
 def _show(args) -> int:
-    from storage import render_sample_png
+    from tfus.storage import render_sample_png
     print(render_sample_png(args.store, args.sample_id, args.png))
     return 0
 
 
 def _export(args) -> int:
-    from storage import export_sample
+    from tfus.storage import export_sample
     for path in export_sample(args.store, args.sample_id, args.out).values():
         print(path)
     return 0
 
 
 def _stats(args) -> int:
-    from storage import stats
+    from tfus.storage import stats
     summary = stats(args.store)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -121,10 +121,10 @@ def _stats(args) -> int:
 
 
 def _import(args) -> int:
-    from storage import import_tfuscapes
+    from tfus.storage import import_tfuscapes
     attrs = {}
     try:  # the SimConfig that reproduces TFUScapes windows, so models can rebuild them for a new CT
-        from sim import get_preset
+        from tfus.sim import get_preset
         attrs["sim_config"] = get_preset("tfuscapes").to_dict()
     except (ImportError, AttributeError, ValueError):
         pass

@@ -31,7 +31,7 @@ def _prefect_settings(prefect_api):
 @pytest.fixture(scope="session")
 def phantom_files(tmp_path_factory) -> list[Path]:
     """Three tiny phantom NIfTI files (seeds 0, 1, 2), written once per session."""
-    from sim import write_phantom
+    from tfus.sim import write_phantom
 
     out = tmp_path_factory.mktemp("heads")
     return [write_phantom(seed, out / f"head{seed}.nii.gz", **PHANTOM_OPTIONS) for seed in range(3)]
@@ -43,7 +43,7 @@ def dask_cluster(prefect_api):
 
     Created after ``prefect_api`` so that worker processes inherit PREFECT_API_URL.
     """
-    from flows.runtime import local_cluster
+    from tfus.flows.runtime import local_cluster
 
     cluster = local_cluster(n_workers=2)
     try:

@@ -9,7 +9,7 @@ import numpy as np
 
 def assert_store_complete(store: Path, expected: int) -> "object":
     """Every planned sample present exactly once, complete, with finite non-zero arrays."""
-    from storage import open_dataset
+    from tfus.storage import open_dataset
 
     ds = open_dataset(str(store))
     table = ds.table

@@ -18,7 +18,7 @@ SPLITS = ("train", "val", "train")              # split of subject s: SPLITS[s %
 
 def sim_config(window: int = 32):
     """The `test` preset (200 kHz bowl, roc 30 mm) on a ``window``³ grid at 1.5 mm."""
-    from sim.config import get_preset
+    from tfus.sim.config import get_preset
 
     return get_preset("test").replace(window_shape=(window, window, window), n_transducer_points=128)
 
@@ -39,16 +39,16 @@ def gaussian_focus(window, sigma_vox: float = 2.0) -> np.ndarray:
 
 def write_ct(path: Path, seed: int = 0) -> Path:
     """A phantom CT as NIfTI (what a user would send)."""
-    from sim.phantom import write_phantom
+    from tfus.sim.phantom import write_phantom
 
     return write_phantom(seed, path, **PHANTOM)
 
 
 def make_store(path: Path, window: int = 32, n_subjects: int = 3, per_subject: int = 2) -> str:
     """A complete store of ``n_subjects × per_subject`` samples on real windows of phantoms."""
-    import storage
-    from sim.phantom import make_phantom
-    from sim.window import make_window
+    from tfus import storage
+    from tfus.sim.phantom import make_phantom
+    from tfus.sim.window import make_window
 
     config = sim_config(window)
     url = str(path)
@@ -80,8 +80,8 @@ def make_store(path: Path, window: int = 32, n_subjects: int = 3, per_subject: i
 
 def train_tiny(store_url: str, run_dir: Path, epochs: int = 1, config: str = "small") -> Path:
     """Train a tiny model on ``store_url`` into ``run_dir``; ``config``: "small" (fast) or "deeptfus-tiny"."""
-    from models.config import ModelConfig, TrainConfig, get_model_config
-    from models.train import train
+    from tfus.models.config import ModelConfig, TrainConfig, get_model_config
+    from tfus.models.train import train
 
     if config == "small":
         model_config = ModelConfig(name="serve-test", base_width=4, depth=2, attention_levels=(2,), embed_dim=16,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-import flows.cli as cli
-from flows.cli import main
+import tfus.flows.cli as cli
+from tfus.flows.cli import main
 
 
 def test_in_process_main_leaves_no_dask_logging_setting(monkeypatch):

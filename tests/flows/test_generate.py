@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.generate import generate_dataset
+from tfus.flows.generate import generate_dataset
 from tests.flows.conftest import PHANTOM_OPTIONS, PRESET
 from tests.flows.flowcheck import artifacts_of, assert_store_complete, chunk_mtimes
 
@@ -37,7 +37,7 @@ def test_generate_end_to_end_then_rerun_skips_everything(prefect_api, dask_clien
 
 
 def test_phantom_subjects_are_written_once_and_reused(tmp_path):
-    from flows.subjects import resolve_subjects
+    from tfus.flows.subjects import resolve_subjects
 
     store = str(tmp_path / "p.zarr")
     first = resolve_subjects("phantom:2", store, seed=5, phantom_kwargs=PHANTOM_OPTIONS)
@@ -81,7 +81,7 @@ def test_store_under_a_file_fails_fast(prefect_api, phantom_files, tmp_path):
 
 
 def test_split_is_subject_disjoint_deterministic_and_stable():
-    from flows.subjects import assign_splits
+    from tfus.flows.subjects import assign_splits
 
     ids = [f"s{i}" for i in range(20)]
     a = assign_splits(ids, (0.7, 0.15, 0.15), seed=1)
@@ -91,7 +91,7 @@ def test_split_is_subject_disjoint_deterministic_and_stable():
 
 
 def test_sample_key_changes_with_each_input():
-    from flows.subjects import sample_key
+    from tfus.flows.subjects import sample_key
 
     base = ("a" * 64, 0, (1.0, 2.0, 3.0), (0.0, 0.0, 0.0), "c" * 64)
     keys = {sample_key(*base), sample_key("b" * 64, *base[1:]), sample_key(*base[:2], (1.0, 2.0, 3.5), *base[3:]),
@@ -103,7 +103,7 @@ def test_only_infrastructure_faults_are_retried():
     from distributed import KilledWorker
     from distributed.comm.core import CommClosedError
 
-    from flows.generate import is_infrastructure_error
+    from tfus.flows.generate import is_infrastructure_error
 
     for exc in (KilledWorker("k", "w", 3), CommClosedError("gone"), ConnectionResetError(), TimeoutError()):
         assert is_infrastructure_error(exc), exc

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from flows import serving
-from flows.predict import PredictionRequest, parse_summary_markdown, summary_markdown
+from tfus.flows import serving
+from tfus.flows.predict import PredictionRequest, parse_summary_markdown, summary_markdown
 
 P, T = [-40.0, 0.0, 0.0], [0.0, 0.0, 0.0]
 

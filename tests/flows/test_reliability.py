@@ -15,8 +15,8 @@ from pathlib import Path
 import dask
 import pytest
 
-from flows.cli import main
-from flows.generate import generate_dataset
+from tfus.flows.cli import main
+from tfus.flows.generate import generate_dataset
 from tests.flows.conftest import PRESET
 from tests.flows.flowcheck import assert_store_complete
 
@@ -46,7 +46,7 @@ def test_corrupt_subject_fails_its_samples_only(prefect_api, dask_client, phanto
     assert (summary["done"], summary["failed"]) == (2, 2)
     assert all("broken" in f["reason"] and f["subject_id"] == "broken" for f in summary["failures"])
 
-    from storage import open_dataset
+    from tfus.storage import open_dataset
 
     table = open_dataset(str(store)).table
     bad = table[table["subject_id"] == "broken"]
@@ -97,7 +97,7 @@ def test_worker_killed_mid_simulation_is_retried_elsewhere(prefect_api, dask_cli
 
 
 def _wait_for_complete(store: Path, proc: subprocess.Popen, timeout_s: float = 300) -> set[str]:
-    from storage import open_dataset
+    from tfus.storage import open_dataset
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -114,7 +114,7 @@ def _wait_for_complete(store: Path, proc: subprocess.Popen, timeout_s: float = 3
 
 def test_flow_process_killed_then_rerun_runs_only_missing(prefect_api, dask_client, phantom_files, tmp_path,
                                                           capsys):
-    from storage import open_dataset
+    from tfus.storage import open_dataset
 
     store = tmp_path / "interrupted.zarr"
     args = ["generate", "--subjects", *map(str, phantom_files), "--placements", "1", "--preset", PRESET,

@@ -1,4 +1,4 @@
-"""flows.runtime: the embedded Prefect server's settings, read back from the running server's API."""
+"""tfus.flows.runtime: the embedded Prefect server's settings, read back from the running server's API."""
 
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ def _wait_registered(api: str, proc, log_path: Path, timeout_s: float = 150.0) -
 
 def _expected_affine(ct: Path, position, target) -> np.ndarray:
     """The window grid the prediction must be on: the one the simulation would use."""
-    from sim.window import make_window
+    from tfus.sim.window import make_window
 
     return make_window(ct, position, target, helpers.sim_config()).affine
 
@@ -136,7 +136,7 @@ def test_predict_with_prefect_deployment_run(served):
 def test_predict_with_run_deployment_and_reuse_the_model(served):
     from prefect.deployments import run_deployment
 
-    from flows.client import read_summary
+    from tfus.flows.client import read_summary
 
     summaries = []
     for _ in range(2):
@@ -144,7 +144,7 @@ def test_predict_with_run_deployment_and_reuse_the_model(served):
                                   "sample_id": "subj01-p0"}, timeout=120, poll_interval=0.2)
         assert flow_run.state.is_completed(), flow_run.state.message
         summaries.append(read_summary(flow_run.id))
-    import storage
+    from tfus import storage
 
     sample = storage.open_dataset(served["store"]).sample("subj01-p0")
     first = summaries[0]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.config import ModelConfig
+from tfus.models.config import ModelConfig
 
 torch.set_num_threads(2)
 
@@ -39,8 +39,8 @@ def synthetic_sample(rng: np.random.Generator, shape=SHAPE, n_points=N_POINTS):
 
 def make_store(path, n_subjects=4, per_subject=2, seed=0, splits=("train", "train", "val", "test")) -> str:
     """A complete store with ``n_subjects × per_subject`` synthetic samples; subject s gets splits[s % len]."""
-    import storage
-    from sim.config import get_preset
+    from tfus import storage
+    from tfus.sim.config import get_preset
     url = str(path)
     sim_config = get_preset("test").replace(window_shape=SHAPE, n_transducer_points=N_POINTS).to_dict()
     spacing = float(sim_config["spacing_mm"])
@@ -78,8 +78,8 @@ FAST_TRAIN = dict(batch_size=4, lr=3e-3, num_workers=0, seed=0)
 @pytest.fixture(scope="session")
 def trained_runs(synthetic_store, tmp_path_factory):
     """One conditioned and one plain run (1 epoch each) on the synthetic store."""
-    from models.config import TrainConfig, plain_unet_config
-    from models.train import train
+    from tfus.models.config import TrainConfig, plain_unet_config
+    from tfus.models.train import train
     root = tmp_path_factory.mktemp("runs")
     tc = TrainConfig(epochs=1, **FAST_TRAIN)
     train(synthetic_store, small_config(), root / "deeptfus", tc, progress=False)

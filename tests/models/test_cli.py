@@ -2,7 +2,7 @@
 
 import json
 
-from flows.cli import main
+from tfus.flows.cli import main
 
 
 def test_cli_train_evaluate_and_errors(trained_runs, tmp_path, capsys):

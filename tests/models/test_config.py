@@ -1,6 +1,6 @@
 import pytest
 
-from models.config import ModelConfig, TrainConfig, get_model_config, plain_unet_config
+from tfus.models.config import ModelConfig, TrainConfig, get_model_config, plain_unet_config
 
 
 @pytest.mark.parametrize("changes, field", [

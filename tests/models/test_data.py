@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.data import StoreDataset, flip_sample, normalise_ct, normalise_pressure, scale_points, subsample_points
+from tfus.models.data import StoreDataset, flip_sample, normalise_ct, normalise_pressure, scale_points, subsample_points
 
 
 def test_normalisations():

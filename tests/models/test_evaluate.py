@@ -4,9 +4,9 @@ import shutil
 import numpy as np
 import pytest
 
-import storage
-from models.evaluate import evaluate
-from models.metrics import METRICS
+from tfus import storage
+from tfus.models.evaluate import evaluate
+from tfus.models.metrics import METRICS
 
 
 def test_evaluate_all_models(trained_runs, tmp_path):
@@ -37,7 +37,7 @@ def test_evaluate_bad_inputs(trained_runs, tmp_path):
 
 
 def test_flow_uses_cached_free_field(trained_runs, tmp_path):
-    from flows.evaluate import evaluate_model
+    from tfus.flows.evaluate import evaluate_model
     store = str(tmp_path / "copy.zarr")
     shutil.copytree(trained_runs["store"], store)
     ds = storage.open_dataset(store, mode="a")

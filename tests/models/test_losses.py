@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from models.losses import CompositeLoss, focus_weights, gradient_loss, weighted_mse
+from tfus.models.losses import CompositeLoss, focus_weights, gradient_loss, weighted_mse
 
 
 def test_focus_weights_mean_one_and_peak_heaviest():

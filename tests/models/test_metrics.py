@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from models.metrics import aggregate, dice_6db, focal_error_mm, max_pressure_error, rel_l2, sample_metrics
+from tfus.models.metrics import aggregate, dice_6db, focal_error_mm, max_pressure_error, rel_l2, sample_metrics
 
 
 def _field(shape, peak, value=np.log(2)):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from models.config import get_model_config, plain_unet_config
-from models.network import DeepTFUS, FourierFeatures, count_parameters, points_to_mask
+from tfus.models.config import get_model_config, plain_unet_config
+from tfus.models.network import DeepTFUS, FourierFeatures, count_parameters, points_to_mask
 from tests.models.conftest import small_config
 
 SWITCHES = [{}, {"dynamic_conv": False}, {"dynamic_levels": (1,)}, {"cross_attention": False}, {"film": False},
@@ -83,7 +83,7 @@ def test_tiny_model_overfits_one_batch():
     """A small conditioned model fits one batch (8³, 2 samples with different foci): loss drops > 10×."""
     torch.manual_seed(0)
     model = DeepTFUS(small_config())
-    from models.losses import CompositeLoss
+    from tfus.models.losses import CompositeLoss
     loss_fn = CompositeLoss()
     ct, pts = _inputs(b=2, shape=(8, 8, 8))
     grid = torch.stack(torch.meshgrid(*[torch.arange(8.0)] * 3, indexing="ij"))
@@ -104,10 +104,10 @@ def test_tiny_model_overfits_one_batch():
 @pytest.mark.parametrize("shape, c_out, kernel", [((1, 16, 16, 16, 16), 16, 3),   # batch 1: PyTorch's im2col path
                                                  ((2, 1, 8, 8, 8), 8, 3), ((1, 8, 8, 8, 8), 1, 1)])
 def test_onednn_conv_matches_pytorch_conv(shape, c_out, kernel):
-    """models.network.Conv3d (oneDNN on CPU) computes what nn.Conv3d computes, values and gradients."""
+    """tfus.models.network.Conv3d (oneDNN on CPU) computes what nn.Conv3d computes, values and gradients."""
     from torch import nn
 
-    from models.network import Conv3d
+    from tfus.models.network import Conv3d
 
     torch.manual_seed(0)
     ours = Conv3d(shape[1], c_out, kernel, padding=kernel // 2)

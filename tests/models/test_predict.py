@@ -5,7 +5,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from models.predict import Predictor, field_summary, predict_from_ct
+from tfus.models.predict import Predictor, field_summary, predict_from_ct
 
 
 def test_field_summary_definition():
@@ -24,7 +24,7 @@ def test_field_summary_definition():
 @pytest.fixture()
 def run_32(trained_runs, tmp_path):
     """The trained small model (fully convolutional) re-declared for the 32³ `test` simulation window."""
-    from sim.config import get_preset
+    from tfus.sim.config import get_preset
     run = tmp_path / "run32"
     shutil.copytree(trained_runs["deeptfus"], run)
     config = json.loads((run / "config.json").read_text())
@@ -35,9 +35,9 @@ def run_32(trained_runs, tmp_path):
 
 
 def test_predict_from_ct_writes_nifti_and_summary(run_32, tmp_path):
-    from sim.config import get_preset
-    from sim.phantom import make_phantom
-    from sim.placement import plan_placements
+    from tfus.sim.config import get_preset
+    from tfus.sim.phantom import make_phantom
+    from tfus.sim.placement import plan_placements
     volume = make_phantom(0, spacing_mm=1.5)
     placement = plan_placements(volume, 1, 0, get_preset("test"))[0]
     predictor = Predictor.from_run(run_32)

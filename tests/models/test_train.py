@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from models import checkpoint
-from models.config import TrainConfig
-from models.network import DeepTFUS
-from models.predict import Predictor
-from models.train import train
+from tfus.models import checkpoint
+from tfus.models.config import TrainConfig
+from tfus.models.network import DeepTFUS
+from tfus.models.predict import Predictor
+from tfus.models.train import train
 from tests.models.conftest import FAST_TRAIN, make_store, small_config
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.convergence import ConvergenceStudy, resample_onto
+from tfus.sim.convergence import ConvergenceStudy, resample_onto
 
 
 @pytest.mark.parametrize("spacings, box, message", [
@@ -40,10 +40,10 @@ def test_resample_onto_is_exact_for_a_linear_field():
 def test_field_through_a_skull_converges_with_grid_spacing(tmp_path):
     """120 kHz through a 0.6-scale phantom at 3, 2.5, 2 and 1.5 mm: the error against the 1.5 mm field in the
     focal region falls with the spacing (measured 11 %, 6.2 %, 3.6 %), and so does the focal shift."""
-    from sim.config import TransducerConfig, get_preset
-    from sim.convergence import run_skull_convergence
-    from sim.phantom import make_phantom
-    from sim.placement import plan_placements
+    from tfus.sim.config import TransducerConfig, get_preset
+    from tfus.sim.convergence import run_skull_convergence
+    from tfus.sim.phantom import make_phantom
+    from tfus.sim.placement import plan_placements
 
     config = get_preset("test").replace(transducer=TransducerConfig(frequency_hz=120e3, roc_mm=30.0,
                                                                     aperture_mm=26.0))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from sim.ingest import (Volume, axis_aligned_affine, crop_volume, keep_locale, load_volume, resample, save_nifti,
+from tfus.sim.ingest import (Volume, axis_aligned_affine, crop_volume, keep_locale, load_volume, resample, save_nifti,
                         to_sitk, voxel_to_world, world_to_voxel)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.medium import Medium, MediumConfig, hu_to_medium
+from tfus.sim.medium import Medium, MediumConfig, hu_to_medium
 
 
 def test_water_below_threshold():

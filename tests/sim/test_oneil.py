@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from sim.oneil import oneil_focal_gain, oneil_on_axis
-from sim.validation import CASES, compare_on_axis, run_oneil_validation, water_bowl_field
+from tfus.sim.oneil import oneil_focal_gain, oneil_on_axis
+from tfus.sim.validation import CASES, compare_on_axis, run_oneil_validation, water_bowl_field
 
 
 def test_oneil_matches_published_numbers_for_itrusst_bm1():
@@ -25,7 +25,7 @@ def test_oneil_matches_published_numbers_for_itrusst_bm1():
 
 
 def test_oneil_agrees_with_kwave_python_implementation():
-    from sim.kwave_import import kwave_modules
+    from tfus.sim.kwave_import import kwave_modules
 
     mapgen = kwave_modules().mapgen
     z = np.linspace(1e-3, 60e-3, 301)

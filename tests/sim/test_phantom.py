@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.ingest import load_volume
-from sim.phantom import make_phantom, write_phantom
+from tfus.sim.ingest import load_volume
+from tfus.sim.phantom import make_phantom, write_phantom
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_cli_phantom_and_plan(tmp_path, capsys):
     import argparse
     import json
 
-    from flows.cli.phantom_cmd import register_phantom
+    from tfus.flows.cli.phantom_cmd import register_phantom
 
     parser = argparse.ArgumentParser()
     register_phantom(parser.add_subparsers())

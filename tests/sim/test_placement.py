@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.config import get_preset
-from sim.ingest import Volume, axis_aligned_affine
-from sim.phantom import make_phantom
-from sim.placement import Placement, find_scalp, plan_placements
-from sim.transducer import Bowl
-from sim.window import make_window
+from tfus.sim.config import get_preset
+from tfus.sim.ingest import Volume, axis_aligned_affine
+from tfus.sim.phantom import make_phantom
+from tfus.sim.placement import Placement, find_scalp, plan_placements
+from tfus.sim.transducer import Bowl
+from tfus.sim.window import make_window
 
 CONFIG = get_preset("test")
 

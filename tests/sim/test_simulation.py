@@ -9,12 +9,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from flows.cli import main as tfus
-from sim.config import TransducerConfig, get_preset
-from sim.ingest import save_nifti
-from sim.memory import estimate_memory_bytes
-from sim.phantom import make_phantom
-from sim.simulation import simulate_free_field, write_simulation
+from tfus.flows.cli import main as tfus
+from tfus.sim.config import TransducerConfig, get_preset
+from tfus.sim.ingest import save_nifti
+from tfus.sim.memory import estimate_memory_bytes
+from tfus.sim.phantom import make_phantom
+from tfus.sim.simulation import simulate_free_field, write_simulation
 
 # A focused bowl R = D = 40 mm at 5 points per wavelength in water. Default suite: 150 kHz on a 2 mm grid
 # (gain k·h ≈ 3.4, ~1.5 min loaded); slow variant: 200 kHz on 1.5 mm (gain ≈ 4.5, ~3 min loaded).
@@ -131,8 +131,8 @@ def test_nan_ct_is_refused(tmp_path, capsys):
 
 
 def test_failed_write_leaves_nothing_that_looks_complete(cli_run, tmp_path):
-    from sim.simulation import SimResult
-    from sim.window import Window
+    from tfus.sim.simulation import SimResult
+    from tfus.sim.window import Window
 
     good = nib.load(cli_run[0] / "pressure.nii.gz")
     window = Window(np.zeros(good.shape, np.float32), good.affine, np.zeros((16, 3), np.float32))
@@ -143,7 +143,7 @@ def test_failed_write_leaves_nothing_that_looks_complete(cli_run, tmp_path):
 
 
 def test_memory_estimate_grows_with_the_grid_and_covers_the_pml():
-    from sim.memory import BASELINE_BYTES
+    from tfus.sim.memory import BASELINE_BYTES
 
     small = estimate_memory_bytes(CONFIG, (32, 32, 32)) - BASELINE_BYTES
     big = estimate_memory_bytes(CONFIG, (64, 64, 64)) - BASELINE_BYTES
@@ -155,10 +155,10 @@ def test_memory_estimate_grows_with_the_grid_and_covers_the_pml():
 
 def test_kwave_binary_failure_is_one_clear_error():
     """The C++ path writes its HDF5 input and reports a failing executable in one line (no binary here)."""
-    from sim.config import SimConfig
-    from sim.solver import MediumArrays
-    from sim.solver_cpp import solve_steady_state_cpp
-    from sim.source import BowlSource
+    from tfus.sim.config import SimConfig
+    from tfus.sim.solver import MediumArrays
+    from tfus.sim.solver_cpp import solve_steady_state_cpp
+    from tfus.sim.source import BowlSource
 
     args = (MediumArrays.water((24, 24, 24)), BowlSource((2, 12, 12), (20, 12, 12), 15e-3, 15e-3), 300e3, 6e4,
             1e-3, SimConfig(pml_size=6, cfl=0.5))

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from sim.config import SimConfig
-from sim.solver import (MediumArrays, absorbing_dt_limit, check_points_per_wavelength, make_time_axis,
+from tfus.sim.config import SimConfig
+from tfus.sim.solver import (MediumArrays, absorbing_dt_limit, check_points_per_wavelength, make_time_axis,
                         padded_layout)
-from sim.source import BowlSource, drive_signal
+from tfus.sim.source import BowlSource, drive_signal
 
 
 def test_time_axis_has_integer_points_per_period_and_respects_cfl():
@@ -26,13 +26,13 @@ def test_time_axis_has_integer_points_per_period_and_respects_cfl():
 
 
 def test_absorbing_stability_limit_matches_kwave_and_shortens_dt():
-    from sim.kwave_import import kwave_modules
+    from tfus.sim.kwave_import import kwave_modules
 
     kwave_modules()
     from kwave.kmedium import kWaveMedium
     from kwave.utils.checks import check_stability
 
-    from sim.kwave_import import kwave_modules as km
+    from tfus.sim.kwave_import import kwave_modules as km
 
     c = np.full((16, 16, 16), 1500.0)
     c[5:9] = 3000.0
@@ -99,7 +99,7 @@ def test_bowl_source_rejects_bad_geometry():
 def test_bowl_weights_are_c_ordered_on_the_bowl_surface():
     """The weights sit on the bowl (apex voxel has weight; the focus has none), and the source integrates
     to the bowl's area in grid cells (kWaveArray's normalisation)."""
-    from sim.source import bowl_grid_weights
+    from tfus.sim.source import bowl_grid_weights
 
     bowl = BowlSource((3.0, 16.0, 16.0), (23.0, 16.0, 16.0), 20e-3, 20e-3)
     w = bowl_grid_weights(bowl, (48, 48, 48), 8, 1e-3)

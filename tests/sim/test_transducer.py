@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.transducer import Bowl
+from tfus.sim.transducer import Bowl
 
 
 def _bowl(**kw) -> Bowl:
@@ -79,7 +79,7 @@ def test_validation(kw, match):
 
 
 def test_from_config():
-    from sim.config import TransducerConfig
+    from tfus.sim.config import TransducerConfig
 
     b = Bowl.from_config((0, 0, 0), (0, 0, 5), TransducerConfig(roc_mm=30.0, aperture_mm=26.0))
     assert b.roc_mm == 30.0 and b.aperture_mm == 26.0

@@ -6,9 +6,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from sim.config import get_preset
-from sim.ingest import Volume, axis_aligned_affine, save_nifti
-from sim.window import MARGIN_VOX, make_window, plan_window
+from tfus.sim.config import get_preset
+from tfus.sim.ingest import Volume, axis_aligned_affine, save_nifti
+from tfus.sim.window import MARGIN_VOX, make_window, plan_window
 
 CONFIG = get_preset("test")  # 32³ at 1.5 mm, roc 30 mm, aperture 26 mm, 256 points
 

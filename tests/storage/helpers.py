@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from storage import DatasetSpec, SampleRecord, create_dataset, write_sample
+from tfus.storage import DatasetSpec, SampleRecord, create_dataset, write_sample
 
 SHAPE = (8, 9, 10)
 POINTS = 12
@@ -58,7 +58,7 @@ def write_many(url: str, indices: list[int]) -> list[bool]:
 
 def write_then_hang(url: str, i: int, flag_path: str) -> None:
     """Write sample ``i``'s chunks, then stall just before its completion record (to be killed there)."""
-    from storage.store import Location
+    from tfus.storage.store import Location
 
     def stall(self, key, rec, sub=""):
         open(flag_path, "w").close()

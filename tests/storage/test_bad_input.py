@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zarr
 
-from storage import DatasetSpec, SampleRecord, create_dataset, open_dataset
+from tfus.storage import DatasetSpec, SampleRecord, create_dataset, open_dataset
 from tests.storage.helpers import SPEC, make_store
 
 

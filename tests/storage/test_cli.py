@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from flows.cli import main
-from storage import open_dataset
+from tfus.flows.cli import main
+from tfus.storage import open_dataset
 from tests.storage import tfuscapes_files as tf
 from tests.storage.helpers import key_of, make_store, sample_arrays
 

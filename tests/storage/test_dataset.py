@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zarr
 
-from storage import DatasetSpec, SampleRecord, create_dataset, open_dataset, write_sample
+from tfus.storage import DatasetSpec, SampleRecord, create_dataset, open_dataset, write_sample
 from tests.storage.helpers import SHAPE, SPEC, key_of, make_store, meta, record, sample_arrays
 
 
@@ -127,7 +127,7 @@ def test_aux_arrays(tmp_path):
 
 
 def test_interrupted_reserve_rows_are_invisible_and_reused(tmp_path):
-    from storage.dataset import grow
+    from tfus.storage.dataset import grow
     url = tmp_path / "ds.zarr"
     ds = make_store(url, n=2, write=[0])
     for name in ("ct", "pressure", "affine", "transducer_points", "sample_id", "status", "key"):

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from storage import export_sample, open_dataset, render_sample_png, stats
+from tfus.storage import export_sample, open_dataset, render_sample_png, stats
 from tests.storage.helpers import SHAPE, key_of, make_store, sample_arrays
 
 

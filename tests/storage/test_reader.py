@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from storage import SampleReader
+from tfus.storage import SampleReader
 from tests.storage.helpers import make_store, sample_arrays
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage import open_dataset
+from tfus.storage import open_dataset
 from tests.storage.helpers import make_store
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from storage import import_tfuscapes, open_dataset
-from storage.tfuscapes import bowl_placement_mm, subsample_points
+from tfus.storage import import_tfuscapes, open_dataset
+from tfus.storage.tfuscapes import bowl_placement_mm, subsample_points
 from tests.storage import tfuscapes_files as tf
 
 

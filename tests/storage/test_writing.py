@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from storage import create_dataset, open_dataset, write_sample
+from tfus.storage import create_dataset, open_dataset, write_sample
 from tests.storage import helpers
 from tests.storage.helpers import SPEC, key_of, make_store, meta, record, sample_arrays
 
