@@ -237,3 +237,16 @@ def train(store_url: str, model_config: ModelConfig, out_dir, train_config: Trai
     return {"run_dir": str(out), "epochs": state["epoch"], "best_epoch": state["best_epoch"],
             "best_val_loss": state["best_val"], "model_id": config["model_id"],
             "config_hash": config["config_hash"], "history": state["history"]}
+
+
+def train_named(store_url: str, model_name: str, out_dir, baseline: bool = False, progress: bool = True,
+                **train_overrides) -> dict:
+    """``train`` with a model preset by name (``baseline``: its unet_plain twin) and TrainConfig overrides
+    (None values keep the defaults)."""
+    from tfus.models.config import get_model_config, plain_unet_config  # noqa: PLC0415
+
+    model_config = get_model_config(model_name)
+    if baseline:
+        model_config = plain_unet_config(model_config)
+    changes = {k: v for k, v in train_overrides.items() if v is not None}
+    return train(store_url, model_config, out_dir, TrainConfig(**changes), progress=progress)

@@ -180,3 +180,27 @@ def load_sim_config(preset_or_path: str | Path) -> SimConfig:
         return SimConfig.from_dict({**base, **data})
     except TypeError as exc:
         raise ValueError(f"{path}: {exc}") from None
+
+
+def with_overrides(config: SimConfig, *, frequency_hz: float | None = None, roc_mm: float | None = None,
+                   aperture_mm: float | None = None, amplitude_pa: float | None = None,
+                   spacing_mm: float | None = None, ppw: float | None = None,
+                   whole_grid: bool = False) -> SimConfig:
+    """``config`` with the transducer and grid settings a user overrides (None = keep).
+
+    ``ppw``: points per wavelength in water (sets the spacing; exclusive with ``spacing_mm``);
+    ``whole_grid``: no fixed window (simulate the whole CT or a crop box given to ``simulate``).
+    """
+    if ppw is not None and spacing_mm is not None:
+        raise ValueError("give `ppw` or `spacing_mm`, not both")
+    changes = {k: v for k, v in (("frequency_hz", frequency_hz), ("roc_mm", roc_mm),
+                                 ("aperture_mm", aperture_mm), ("amplitude_pa", amplitude_pa)) if v is not None}
+    transducer = dataclasses.replace(config.transducer, **changes)
+    config = config.replace(transducer=transducer)
+    if ppw is not None:
+        if ppw <= 0:
+            raise ValueError(f"`ppw` (--ppw) must be > 0, got {ppw}")
+        config = config.replace(spacing_mm=transducer.wavelength_water_mm / ppw)
+    elif spacing_mm is not None:
+        config = config.replace(spacing_mm=spacing_mm)
+    return config.replace(window_shape=None) if whole_grid else config

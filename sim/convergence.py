@@ -104,6 +104,19 @@ def run_skull_convergence(ct, position_mm, target_mm, config: SimConfig, study: 
     return report
 
 
+def run_phantom_skull_convergence(seed: int, config: SimConfig, study: ConvergenceStudy,
+                                  out_dir: str | os.PathLike, progress: bool = True, device: str = "cpu",
+                                  phantom_spacing_mm: float = 0.5) -> dict:
+    """``run_skull_convergence`` on the adult phantom of ``seed`` at its first planned placement (seeded)."""
+    from tfus.sim.phantom import make_phantom  # noqa: PLC0415
+    from tfus.sim.placement import plan_placements  # noqa: PLC0415
+
+    head = make_phantom(seed, spacing_mm=phantom_spacing_mm)
+    placement = plan_placements(head, 1, seed, config)[0]
+    return run_skull_convergence(head, placement.position_mm, placement.target_mm, config, study, out_dir,
+                                 progress=progress, device=device)
+
+
 def _axis_profile(result, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """Amplitude along the bowl axis from the apex to 1.5 R (distance in mm, Pa)."""
     from scipy import ndimage  # noqa: PLC0415

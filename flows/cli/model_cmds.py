@@ -44,14 +44,10 @@ def register(subparsers) -> None:
 
 
 def _train(args) -> int:
-    from tfus.models.config import TrainConfig, get_model_config, plain_unet_config
-    from tfus.models.train import train
-    model_config = get_model_config(args.config)
-    if args.baseline:
-        model_config = plain_unet_config(model_config)
-    changes = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                                 "num_workers": args.workers, "device": args.device}.items() if v is not None}
-    summary = train(args.store, model_config, args.out, TrainConfig(**changes), progress=not args.no_progress)
+    from tfus.models.train import train_named
+    summary = train_named(args.store, args.config, args.out, baseline=args.baseline,
+                          progress=not args.no_progress, epochs=args.epochs, batch_size=args.batch_size,
+                          lr=args.lr, num_workers=args.workers, device=args.device)
     summary.pop("history")
     print(json.dumps(summary, indent=2))
     return 0

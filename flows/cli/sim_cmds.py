@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import json
 
@@ -67,25 +66,14 @@ def _register_validate(sub) -> None:
 
 
 def build_config(args: argparse.Namespace):
-    """The SimConfig of a `tfus simulate` command line (preset + overrides)."""
-    from tfus.sim.config import load_sim_config  # noqa: PLC0415
+    """The SimConfig of a `tfus simulate` command line (preset + overrides, ``tfus.sim.config``)."""
+    from tfus.sim.config import load_sim_config, with_overrides  # noqa: PLC0415
 
-    config = load_sim_config(args.preset)
-    changes = {k: getattr(args, k) for k in ("frequency_hz", "roc_mm", "aperture_mm", "amplitude_pa")
-               if getattr(args, k) is not None}
-    transducer = dataclasses.replace(config.transducer, **changes)
-    config = config.replace(transducer=transducer)
-    if args.ppw is not None:
-        if args.ppw <= 0:
-            raise ValueError(f"--ppw must be > 0, got {args.ppw}")
-        config = config.replace(spacing_mm=transducer.wavelength_water_mm / args.ppw)
-    elif args.spacing_mm is not None:
-        config = config.replace(spacing_mm=args.spacing_mm)
-    if args.crop_mm is not None:
-        if len(args.crop_mm) not in (1, 3):
-            raise ValueError(f"--crop-mm takes 1 or 3 values, got {len(args.crop_mm)}")
-        config = config.replace(window_shape=None)
-    return config
+    if args.crop_mm is not None and len(args.crop_mm) not in (1, 3):
+        raise ValueError(f"--crop-mm takes 1 or 3 values, got {len(args.crop_mm)}")
+    return with_overrides(load_sim_config(args.preset), frequency_hz=args.frequency_hz, roc_mm=args.roc_mm,
+                          aperture_mm=args.aperture_mm, amplitude_pa=args.amplitude_pa,
+                          spacing_mm=args.spacing_mm, ppw=args.ppw, whole_grid=args.crop_mm is not None)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -120,16 +108,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _skull_convergence(args: argparse.Namespace) -> int:
     from tfus.sim.config import load_sim_config  # noqa: PLC0415
-    from tfus.sim.convergence import ConvergenceStudy, run_skull_convergence  # noqa: PLC0415
-    from tfus.sim.phantom import make_phantom  # noqa: PLC0415
-    from tfus.sim.placement import plan_placements  # noqa: PLC0415
+    from tfus.sim.convergence import ConvergenceStudy, run_phantom_skull_convergence  # noqa: PLC0415
 
-    study = ConvergenceStudy(tuple(args.spacings_mm), args.box_mm)
-    config = load_sim_config(args.preset)
-    head = make_phantom(args.seed, spacing_mm=0.5)
-    placement = plan_placements(head, 1, args.seed, config)[0]
-    report = run_skull_convergence(head, placement.position_mm, placement.target_mm, config, study, args.out,
-                                   progress=not args.no_progress, device=args.device)
+    report = run_phantom_skull_convergence(args.seed, load_sim_config(args.preset),
+                                           ConvergenceStudy(tuple(args.spacings_mm), args.box_mm), args.out,
+                                           progress=not args.no_progress, device=args.device)
     keys = ("spacing_mm", "rel_l2_vs_finest", "peak_rel_error_vs_finest", "focal_shift_vs_finest_mm",
             "observed_order_rel_l2", "runtime_s")
     print(json.dumps([{k: row.get(k) for k in keys} for row in report["levels"]], indent=2))
