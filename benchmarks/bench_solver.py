@@ -1,27 +1,32 @@
-"""Streaming steady-state driver vs a plain ``kwave.kspaceFirstOrder(..., backend="python")`` recording p_max.
+"""Solver time per step and peak memory: sim.engine vs k-wave-python's ``Simulation.step`` vs the FFT floor.
 
-Same problem for both: a focused bowl (R = D = 0.6 of the box) in water, 250 kHz, 1.2 mm (5 PPW), CFL 0.5,
+Same problem for all: a focused bowl (R = D = 0.6 of the box) in water, 250 kHz, 1.2 mm (5 PPW), CFL 0.5,
 the same time axis (``sim.solver.make_time_axis``), the same PML-padded grid (the PML size is chosen per
-box so that box + 2·PML is FFT-friendly for both), float32, one process per measurement.
+box so that box + 2·PML is FFT-friendly), float32, one fresh process per measurement.
 
-* ``streaming``: ``sim.solver.solve_steady_state`` (lock-in over the last two windows of 2 periods).
-* ``plain``: kWaveArray source via ``get_distributed_source_signal(order="C")`` (a points × Nt matrix),
-  a whole-box sensor recording ``p_max`` from the start of the same two windows
-  (``record_start_index``), PML outside the box.
+* ``tfus``: ``sim.solver.solve_steady_state(engine="tfus")`` (``sim.engine.KSpaceEngine``).
+* ``kwave``: ``sim.solver.solve_steady_state(engine="kwave")`` (k-wave-python's ``Simulation.step`` with
+  the streaming source ``sim.source.StreamingPressureSource``).
+* ``fft-floor``: what a step cannot go below with ``scipy.fft``: 10 real 3D transforms (1 forward of p,
+  3 inverse gradients, 3 forward + 3 inverse divergences) = 5 × the median of one measured
+  ``rfftn`` + ``irfftn`` pair on the padded grid, same thread count as the engine.
+* ``plain`` (only with ``--methods``): a plain ``kwave.kspaceFirstOrder(..., backend="python")`` recording
+  ``p_max`` (kWaveArray source via ``get_distributed_source_signal``), the pre-streaming baseline.
 
-Reported per run: seconds per time step (loop only), total wall time, peak traced allocation (tracemalloc,
-started after the imports: the simulation's own NumPy buffers, source set-up included) and peak RSS
-(``ru_maxrss``, which also counts the interpreter and the imported libraries, ~200 MB).
+Reported per run: seconds per time step (loop only), peak traced allocation (tracemalloc, started after the
+imports: the simulation's own NumPy buffers, set-up included) and peak RSS (``ru_maxrss``, which also counts
+the interpreter and the imported libraries, ~200 MB), plus the load average when the run ended.
 
-    nice -n 10 .venv/bin/python benchmarks/bench_solver.py --sizes 64 96 [--max-steps N]
+    nice -n 10 .venv/bin/python benchmarks/bench_solver.py --sizes 64 96 [--max-steps N] [--fft-workers K]
 
-``--max-steps`` truncates the settle phase (both methods alike) to bound the run time on a busy machine.
+``--max-steps`` truncates the settle phase (all methods alike) to bound the run time on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -47,13 +52,36 @@ def _problem(n: int, max_steps: int | None):
     return cfg, bowl, ta, MediumArrays.water((n,) * 3, C0, 1000.0)
 
 
-def run_streaming(n: int, max_steps: int | None) -> dict:
+def run_engine(n: int, max_steps: int | None, engine: str, fft_workers: int | None = None) -> dict:
     import tfus.sim.solver as solver
 
     cfg, bowl, ta, medium = _problem(n, max_steps)
-    solver.make_time_axis = lambda *a, **k: ta  # the (possibly truncated) axis shared with the plain run
-    state = solver.solve_steady_state(medium, bowl, F_HZ, 60e3, DX_M, cfg, progress=False)
-    return {"n_steps": ta.n_steps, "loop_s": state.info["loop_s"], "peak_pa": float(state.amplitude_pa.max())}
+    solver.make_time_axis = lambda *a, **k: ta  # the (possibly truncated) axis shared by all methods
+    state = solver.solve_steady_state(medium, bowl, F_HZ, 60e3, DX_M, cfg, progress=False, engine=engine,
+                                      fft_workers=fft_workers)
+    return {"n_steps": ta.n_steps, "loop_s": state.info["loop_s"], "peak_pa": float(state.amplitude_pa.max()),
+            "fft_workers": state.info.get("fft_workers"), "fft_backend": state.info.get("fft_backend")}
+
+
+def run_fft_floor(n: int, max_steps: int | None, fft_workers: int | None = None) -> dict:
+    import numpy as np
+    import scipy.fft as sfft
+
+    from tfus.sim.engine import default_fft_workers
+    from tfus.sim.solver import padded_layout
+
+    cfg, _, ta, _ = _problem(n, max_steps)
+    padded, _ = padded_layout((n,) * 3, cfg.pml_size)
+    workers = fft_workers or default_fft_workers()
+    x = np.random.default_rng(0).standard_normal(padded).astype(np.float32)
+    pairs = []
+    for _ in range(25):
+        t0 = time.perf_counter()
+        sfft.irfftn(sfft.rfftn(x, workers=workers), s=padded, workers=workers)
+        pairs.append(time.perf_counter() - t0)
+    floor = 5 * float(np.median(pairs[5:]))  # 10 transforms = 5 pairs
+    return {"n_steps": ta.n_steps, "loop_s": floor * ta.n_steps, "peak_pa": float("nan"),
+            "fft_workers": workers, "fft_backend": "scipy.fft"}
 
 
 def run_plain(n: int, max_steps: int | None) -> dict:
@@ -95,8 +123,9 @@ def run_plain(n: int, max_steps: int | None) -> dict:
     return {"n_steps": ta.n_steps, "loop_s": loop_s, "peak_pa": float(np.max(out["p_max"]))}
 
 
-def _worker(method: str, n: int, max_steps: int | None) -> None:
-    import tfus.sim.solver  # noqa: F401  (imports are not the simulation's memory: trace after them)
+def _worker(method: str, n: int, max_steps: int | None, fft_workers: int | None) -> None:
+    import tfus.sim.engine  # noqa: F401  (imports are not the simulation's memory: trace after them)
+    import tfus.sim.solver  # noqa: F401
     from tfus.sim.kwave_import import kwave_modules
 
     kwave_modules()
@@ -104,50 +133,72 @@ def _worker(method: str, n: int, max_steps: int | None) -> None:
 
     tracemalloc.start()
     t0 = time.perf_counter()
-    res = {"streaming": run_streaming, "plain": run_plain}[method](n, max_steps)
+    if method in ("tfus", "kwave"):
+        res = run_engine(n, max_steps, method, fft_workers)
+    elif method == "fft-floor":
+        res = run_fft_floor(n, max_steps, fft_workers)
+    else:
+        res = run_plain(n, max_steps)
     res["wall_s"] = time.perf_counter() - t0
     res["traced_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
     res["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res["s_per_step"] = res["loop_s"] / res["n_steps"]
+    res["load_avg_1min"] = os.getloadavg()[0]
     print("RESULT " + json.dumps({"method": method, "n": n, **res}))
 
 
-def _measure(method: str, n: int, max_steps: int | None) -> dict:
+def _measure(method: str, n: int, max_steps: int | None, fft_workers: int | None) -> dict:
     cmd = [sys.executable, __file__, "--worker", method, str(n)]
     if max_steps:
         cmd += ["--max-steps", str(max_steps)]
+    if fft_workers:
+        cmd += ["--fft-workers", str(fft_workers)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
     return json.loads(line[7:])
 
 
+def _print_row(r: dict) -> None:
+    from tfus.sim.solver import padded_layout
+
+    pml = next(p for p in range(10, 24) if padded_layout((r["n"],) * 3, p)[0][0] == r["n"] + 2 * p)
+    m = r["n"] + 2 * pml
+    peak = "" if r["method"] == "fft-floor" else f"  peak {r['peak_pa'] / 1e3:7.1f} kPa"
+    print(f"{r['n']:>4}³ (padded {m}³) {r['method']:<9} steps {r['n_steps']:>4}  {r['s_per_step']:.4f} s/step  "
+          f"traced peak {r['traced_peak_mb']:8.1f} MB  max RSS {r['max_rss_mb']:8.1f} MB{peak}  "
+          f"fft {r.get('fft_backend') or '-'} x{r.get('fft_workers') or '-'}  load {r['load_avg_1min']:.2f}",
+          flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 96])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 96], help="box edges (cells, before the PML)")
+    ap.add_argument("--methods", nargs="+", default=["tfus", "kwave", "fft-floor"],
+                    choices=["tfus", "kwave", "fft-floor", "plain"])
     ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--fft-workers", type=int, default=None, help="threads per transform (default: affinity)")
     ap.add_argument("--repeat", type=int, default=1, help="alternate the order and keep each method's fastest")
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     if args.worker:
-        _worker(args.worker[0], int(args.worker[1]), args.max_steps)
+        _worker(args.worker[0], int(args.worker[1]), args.max_steps, args.fft_workers)
         return 0
     rows = []
     for n in args.sizes:
         best = {}
         for rep in range(args.repeat):
-            for method in (("streaming", "plain") if rep % 2 == 0 else ("plain", "streaming")):
-                r = _measure(method, n, args.max_steps)
+            for method in (args.methods if rep % 2 == 0 else args.methods[::-1]):
+                r = _measure(method, n, args.max_steps, args.fft_workers)
                 rows.append(r)
                 if method not in best or r["s_per_step"] < best[method]["s_per_step"]:
                     best[method] = r
-                print(f"{n:>4}³ {method:<10} steps {r['n_steps']:>4}  {r['s_per_step']:.3f} s/step  "
-                      f"traced peak {r['traced_peak_mb']:8.1f} MB  max RSS {r['max_rss_mb']:8.1f} MB  "
-                      f"peak {r['peak_pa'] / 1e3:7.1f} kPa", flush=True)
-        s, p = best["streaming"], best["plain"]
-        print(f"{n:>4}³ ratio plain/streaming: time per step {p['s_per_step'] / s['s_per_step']:.2f}x, "
-              f"traced memory {p['traced_peak_mb'] / s['traced_peak_mb']:.2f}x, "
-              f"RSS {p['max_rss_mb'] / s['max_rss_mb']:.2f}x", flush=True)
+                _print_row(r)
+        ratios = [f"{a}/{b} {best[a]['s_per_step'] / best[b]['s_per_step']:.2f}x"
+                  for a, b in (("kwave", "tfus"), ("tfus", "fft-floor"), ("plain", "tfus"))
+                  if a in best and b in best]
+        if ratios:
+            print(f"{n:>4}³ time per step: " + ", ".join(ratios), flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)

@@ -198,9 +198,9 @@ def _prepare(subjects, store: str, placements: int, preset: str, seed: int, spli
     check_fractions(split)
     config = checks.load_config(preset)
     checks.check_store_writable(store)
+    checks.check_memory(config, workers, dask_address)  # on an existing cluster: its workers, once
     phantom_kwargs = {"spacing_mm": config.spacing_mm, **(phantom_options or {})}
     resolved = resolve_subjects(subjects, store, seed, phantom_kwargs)
-    checks.check_memory(config, workers, dask_address)
     spec = DatasetSpec(window_shape=tuple(config.window_shape), spacing_mm=config.spacing_mm,
                        n_transducer_points=config.n_transducer_points)
     dataset = create_dataset(store, spec, {"sim_config": config.to_dict()})

@@ -49,34 +49,25 @@ def check_store_writable(store_url: str) -> None:
         raise ValueError(f"store {store_url}: {probe} is not writable")
 
 
-def worker_memory_bytes(workers: int | None, dask_address: str | None) -> int:
-    """The smallest memory limit of the workers that will run the samples."""
-    if dask_address is None:
-        import psutil  # noqa: PLC0415 - a distributed dependency
+def check_memory(config, workers: int | None, dask_address: str | None) -> int:
+    """sim's estimate for one simulation against what a worker may use; returns the estimate (bytes).
 
-        return int(psutil.virtual_memory().total / max(1, int(workers or 1)))  # LocalCluster's "auto"
-    from distributed import Client  # noqa: PLC0415
-
-    with Client(dask_address, timeout="20s", set_as_default=False) as client:
-        info = client.scheduler_info(n_workers=-1)["workers"]
-    if not info:
-        raise ValueError(f"dask scheduler {dask_address} has no workers")
-    limits = [w.get("memory_limit") or 0 for w in info.values()]
-    if not all(limits):  # a worker without a limit may use the machine
-        import psutil  # noqa: PLC0415
-
-        limits = [limit or psutil.virtual_memory().total for limit in limits]
-    return int(min(limits))
-
-
-def check_memory(config, workers: int | None, dask_address: str | None) -> tuple[int, int]:
-    """sim's estimate for one simulation against a worker's limit; returns (needed, available)."""
+    On an existing cluster (``dask_address``) this is the one cluster check before planning
+    (``tfus.flows.cluster_check``): environment and versions of every worker, and their memory limits.
+    """
     from tfus import sim  # noqa: PLC0415
 
-    available = worker_memory_bytes(workers, dask_address)
     needed = int(sim.estimate_memory_bytes(config, tuple(config.window_shape)))
+    if dask_address is not None:
+        from tfus.flows.cluster_check import check_cluster  # noqa: PLC0415
+
+        check_cluster(dask_address, needed)
+        return needed
+    import psutil  # noqa: PLC0415 - a distributed dependency
+
+    available = int(psutil.virtual_memory().total / max(1, int(workers or 1)))  # LocalCluster's "auto"
     if needed > available:
         raise ValueError(f"simulation needs about {needed / 2**30:.2f} GiB per sample but a worker has "
                          f"{available / 2**30:.2f} GiB: use fewer workers per machine, bigger workers, "
                          "or a smaller window_shape")
-    return needed, available
+    return needed

@@ -168,7 +168,10 @@ ALLOWED_FAILURES = 3
 
 
 def configure_dask() -> None:
-    """Dask settings tfus needs in every process that starts workers.
+    """Dask settings for the clusters tfus starts itself: performance tuning only.
+
+    Workers need none of them to be correct (a plain ``dask worker`` runs every task right); each one was
+    measured to give the simulations CPU time back (docs/PERFORMANCE.md).
 
     The nanny exports ``MALLOC_TRIM_THRESHOLD_=65536`` to workers, which made the k-Wave time loop 1.8×
     slower (sys time from glibc trimming on every large free); null removes it from the worker env.
@@ -196,11 +199,6 @@ def configure_dask() -> None:
         # A task whose worker dies is rescheduled elsewhere up to this many times (then KilledWorker,
         # which generate_dataset resubmits as an infrastructure fault).
         "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
-        # No spilling to disk: the spill directory is ``<local_directory>/storage`` and Dask puts
-        # ``<local_directory>`` first on the worker's sys.path, so ``import storage`` found that empty
-        # directory (a namespace package) instead of tfus's ``storage``. Tasks return small dicts anyway.
-        "distributed.worker.memory.target": False,
-        "distributed.worker.memory.spill": False,
     })
 
 

@@ -1,7 +1,8 @@
 """Simulation configuration: frozen, validated, hashable into stable sample keys.
 
 Units: mm where people type them (spacing, transducer geometry), Hz, Pa. ``SimConfig.key()`` is the sha256
-of the sorted JSON of ``to_dict()``; dataset sample keys are built from it, so a config that changes in any
+of the sorted JSON of ``to_dict()`` less the ``preset`` label and the ``engine`` (both engines run the
+same scheme); dataset sample keys are built from it, so a config that changes in any
 physical way gives new samples and an identical one is recognised as done.
 """
 
@@ -56,12 +57,14 @@ class SimConfig:
     cfl: float = 0.3
     extra_cycles: float = 6.0       # drive periods after the slowest transit, to reach steady state
     lockin_periods: int = 2         # periods in each lock-in window (the last window is the result)
+    steady_tol: float = 0.002       # stop once |A| changes < this (rel. L2) between windows; 0 = fixed length
     ramp_cycles: float = 2.0        # smooth start of the drive signal
     pml_size: int = 10              # PML cells, added outside the returned box
     pml_alpha: float = 2.0
     n_transducer_points: int = 1024  # points on the bowl surface stored with each sample
     standoff_mm: float = 5.0        # water gap between the scalp and the bowl's rim plane (placement)
     dtype: str = "float32"
+    engine: str = "tfus"            # time stepper: "tfus" (sim.engine) or "kwave" (k-wave-python); not physics
     preset: str = "custom"
 
     def __post_init__(self) -> None:
@@ -78,6 +81,8 @@ class SimConfig:
             raise ValueError(f"`extra_cycles` must be >= 0, got {self.extra_cycles}")
         if int(self.lockin_periods) != self.lockin_periods or self.lockin_periods < 1:
             raise ValueError(f"`lockin_periods` must be a positive integer, got {self.lockin_periods}")
+        if not 0 <= self.steady_tol < 1:
+            raise ValueError(f"`steady_tol` must be in [0, 1), got {self.steady_tol}")
         if self.ramp_cycles < 0:
             raise ValueError(f"`ramp_cycles` must be >= 0, got {self.ramp_cycles}")
         if self.pml_size < 4:
@@ -88,6 +93,8 @@ class SimConfig:
             raise ValueError(f"`standoff_mm` must be >= 0, got {self.standoff_mm}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"`dtype` must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.engine not in ("tfus", "kwave"):
+            raise ValueError(f"`engine` must be 'tfus' or 'kwave', got {self.engine!r}")
 
     @property
     def points_per_wavelength_water(self) -> float:
@@ -113,9 +120,13 @@ class SimConfig:
         return cls(**d)
 
     def key(self) -> str:
-        """Stable sha256 of the physics (the preset's name is a label, not physics)."""
+        """Stable sha256 of the physics (the preset's name is a label, the engine an implementation of the same
+        scheme: neither changes what a sample means)."""
         d = self.to_dict()
         d.pop("preset", None)
+        d.pop("engine", None)
+        if not d.get("steady_tol"):  # fixed length: the run every key before this field described
+            d.pop("steady_tol", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     def replace(self, **changes) -> "SimConfig":

@@ -130,7 +130,10 @@ def _summary(state, window: Window, config: SimConfig, inputs: dict, c_min: floa
                                                                            geometric_focus))),
         "geometric_focus_mm": [float(x) for x in geometric_focus],
         "convergence": float(state.convergence),
-        "time_steps": int(state.time.n_steps),
+        "time_steps": int(state.info.get("steps_run", state.time.n_steps)),  # steps run
+        "time_steps_cap": int(state.time.n_steps),  # the fixed length (slowest transit + cycles + 2 windows)
+        "time_steps_saved": int(state.info.get("steps_saved", 0)),  # by the steady-state detection
+        "steady_change": _finite(state.info.get("steady_change")),  # last window-to-window change beyond the bowl
         "dt_s": float(state.time.dt),
         "points_per_period": int(state.time.points_per_period),
         "cfl": float(state.time.cfl_actual),
@@ -142,10 +145,16 @@ def _summary(state, window: Window, config: SimConfig, inputs: dict, c_min: floa
         "spacing_mm": float(window.spacing_mm),
         "affine": np.asarray(window.affine).tolist(),
         "solver": state.info.get("solver", "kwave-python kspace_solver.Simulation (streaming lock-in)"),
+        "engine": state.info.get("engine", "kwave-binary"),  # "tfus" | "kwave" (sim.solver); else the C++ binary
         "inputs": inputs,
         "config": config.to_dict(),
         "config_key": config.key(),
     }
+
+
+def _finite(value):
+    """A float for JSON, None when absent or not finite (JSON has no inf)."""
+    return float(value) if value is not None and np.isfinite(value) else None
 
 
 def _jsonable(value):

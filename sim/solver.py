@@ -1,14 +1,18 @@
-"""Streaming steady-state driver around k-wave-python's Python backend (``kspace_solver.Simulation``).
+"""Streaming steady-state driver: k-wave-python's scheme stepped by ``sim.engine`` (default, "tfus") or by
+k-wave-python's Python backend itself (``kspace_solver.Simulation``, "kwave").
 
 Why not ``kspaceFirstOrder(..., sensor.record=["p_max"])``: the Python backend stores the whole time series
 of every sensor point (grid × Nt floats) and the source as a (points × Nt) matrix. Here we step the solver
-ourselves and keep only a lock-in sum: for the last two windows of ``lockin_periods`` whole drive periods,
+ourselves and keep only a lock-in sum: over windows of ``lockin_periods`` whole drive periods,
 ``Σ p·cos(ωt)`` and ``Σ p·sin(ωt)`` give the complex amplitude ``a = (2/N)·Σ p·e^{−iωt}`` of the
-steady state; the relative change between the two windows is the reported convergence.
+steady state (``sim.lockin``); the run stops once |a| changes by less than ``steady_tol`` between two
+windows beyond the bowl, at the latest after the fixed length below. The relative change between the last
+two windows over the whole box is the reported convergence.
 
 Time axis: ``dt = 1/(PPP·f)`` with an integer number of points per period ``PPP = ceil(c_max/(cfl·dx·f))``
 (so each window is exactly whole periods and the CFL number stays ≤ ``cfl``); run length = slowest transit
-across the box (diagonal / c_min) + ``ramp_cycles`` + ``extra_cycles`` periods, then the two windows.
+across the box (diagonal / c_min) + ``ramp_cycles`` + ``extra_cycles`` periods, then the two windows
+(the cap of an early-stopped run).
 The PML lies *outside* the requested box: the medium is edge-padded by ``pml_size`` cells per side and the
 result is cropped back, so the returned field covers the whole box.
 """
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tfus.sim.config import SimConfig
+from tfus.sim.lockin import LockIn, LockInPlan, focus_region, lockin_plan
 from tfus.sim.source import BowlSource, StreamingPressureSource, bowl_grid_weights, drive_signal
 
 log = logging.getLogger(__name__)
@@ -188,12 +193,52 @@ def _build_simulation(medium: MediumArrays, time_axis: TimeAxis, spacing_m: floa
     return sim
 
 
+ENGINES = ("tfus", "kwave")
+ENGINE_NAMES = {"tfus": "tfus sim.engine.KSpaceEngine (k-wave-python's scheme; streaming lock-in)",
+                "kwave": "kwave-python kspace_solver.Simulation (streaming lock-in)"}
+
+
+def _build_engine(medium: MediumArrays, time_axis: TimeAxis, spacing_m: float, config: SimConfig, device: str,
+                  weights: np.ndarray, signal: np.ndarray, fft_workers: int | None):
+    """``sim.engine.KSpaceEngine`` on the same padded grid as :func:`_build_simulation`."""
+    from tfus.sim.engine import EngineConfig, KSpaceEngine  # noqa: PLC0415
+
+    pml, dtype = config.pml_size, np.dtype(config.dtype).type
+    padded, left = padded_layout(np.shape(medium.sound_speed), pml)
+    absorbing = medium.alpha_coeff is not None and np.any(medium.alpha_coeff > 0)
+    alpha = _pad(medium.alpha_coeff, padded, left, dtype) if absorbing else None
+    cfg = EngineConfig(spacing_m=spacing_m, dt_s=time_axis.dt, pml_size=pml, pml_alpha=config.pml_alpha,
+                       dtype=config.dtype, device=device, fft_workers=fft_workers)
+    return KSpaceEngine(_pad(medium.sound_speed, padded, left, dtype), _pad(medium.density, padded, left, dtype),
+                        alpha, float(medium.alpha_power), weights, signal, cfg)
+
+
+def _build_stepper(engine: str, medium: MediumArrays, taxis: TimeAxis, spacing_m: float, config: SimConfig,
+                   device: str, weights: np.ndarray, signal: np.ndarray, fft_workers: int | None):
+    """(object with ``step()``/``p``/``xp``, number of source points, info) for ``engine``."""
+    if engine == "tfus":
+        sim = _build_engine(medium, taxis, spacing_m, config, device, weights, signal, fft_workers)
+        return sim, sim.n_source_points, {"fft_backend": sim.fft.backend, "fft_workers": sim.fft_workers}
+    sim = _build_simulation(medium, taxis, spacing_m, config, device)
+    source = StreamingPressureSource(sim, weights, signal)
+    sim._source_p_ops = [source.op(axis) for axis in range(3)]
+    return sim, source.n_points, {}
+
+
 def solve_steady_state(medium: MediumArrays, bowl: BowlSource, frequency_hz: float, amplitude_pa: float,
-                       spacing_m: float, config: SimConfig, device: str = "cpu",
-                       progress: bool = True) -> SteadyState:
-    """Run the time loop to steady state and return the lock-in amplitude/phase on the box."""
+                       spacing_m: float, config: SimConfig, device: str = "cpu", progress: bool = True,
+                       engine: str | None = None, fft_workers: int | None = None) -> SteadyState:
+    """Run the time loop to steady state and return the lock-in amplitude/phase on the box.
+
+    ``engine``: "tfus" (``sim.engine``, the fast re-implementation) or "kwave" (k-wave-python's own
+    ``Simulation.step``); None = ``config.engine``. ``fft_workers``: CPU threads per transform of the
+    "tfus" engine (None: ``sim.engine.default_fft_workers()``; 1 in a one-thread Dask worker).
+    """
     if device not in ("cpu", "gpu"):
         raise ValueError(f"`device` must be 'cpu' or 'gpu', got {device!r}")
+    engine = config.engine if engine is None else engine
+    if engine not in ENGINES:
+        raise ValueError(f"`engine` must be one of {', '.join(ENGINES)}, got {engine!r}")
     c_min, c_max = float(np.min(medium.sound_speed)), float(np.max(medium.sound_speed))
     check_points_per_wavelength(c_min, spacing_m, frequency_hz)
     shape = tuple(int(n) for n in np.shape(medium.sound_speed))
@@ -201,43 +246,49 @@ def solve_steady_state(medium: MediumArrays, bowl: BowlSource, frequency_hz: flo
                            dt_limit=absorbing_dt_limit(medium, spacing_m))
     padded, _ = padded_layout(shape, config.pml_size)
     weights = bowl_grid_weights(bowl, padded, config.pml_size, spacing_m)
+    signal = drive_signal(taxis.n_steps, taxis.dt, frequency_hz, amplitude_pa, config.ramp_cycles)
     t0 = time.perf_counter()
-    sim = _build_simulation(medium, taxis, spacing_m, config, device)
-    source = StreamingPressureSource(sim, weights, drive_signal(taxis.n_steps, taxis.dt, frequency_hz,
-                                                                amplitude_pa, config.ramp_cycles))
+    sim, n_points, info = _build_stepper(engine, medium, taxis, spacing_m, config, device, weights, signal,
+                                         fft_workers)
     del weights
-    sim._source_p_ops = [source.op(axis) for axis in range(3)]
     setup_s = time.perf_counter() - t0
-    windows, loop_s = _time_loop(sim, taxis, config.pml_size, shape, progress)
-    return _finish(windows, taxis, setup_s, loop_s, source.n_points, sim)
+    plan = lockin_plan(taxis.n_steps, taxis.window_steps, taxis.points_per_period, config.ramp_cycles,
+                       config.steady_tol)
+    region = focus_region(shape, bowl.apex_vox, bowl.focus_vox, bowl.roc_m, bowl.diameter_m, spacing_m)
+    lockin, loop_s, steps = _time_loop(sim, taxis, config.pml_size, shape, progress, np.dtype(config.dtype),
+                                       plan, region)
+    state = _finish(lockin.windows(), taxis, setup_s, loop_s, n_points, sim, steps)
+    state.info.update(engine=engine, solver=ENGINE_NAMES[engine], steps_run=steps,
+                      steps_saved=taxis.n_steps - steps, steady_change=lockin.last_change,
+                      window_changes=list(lockin.changes),
+                      steady_tol=config.steady_tol, **info)
+    return state
 
 
-def _time_loop(sim, taxis: TimeAxis, pml: int, box: tuple[int, int, int], progress: bool):
-    """Step the solver; lock-in sums over the last two windows. Returns [(re, im) prev, (re, im) last]."""
+def _time_loop(sim, taxis: TimeAxis, pml: int, box: tuple[int, int, int], progress: bool, dtype=np.float32,
+               plan: LockInPlan | None = None, region: np.ndarray | None = None):
+    """Step the solver until steady (``plan.tol``) or ``taxis.n_steps``; lock-in per window (``sim.lockin``).
+
+    Returns (lock-in, loop seconds, steps run); ``lockin.windows()`` = [(re, im) previous, (re, im) last].
+    """
     from tqdm import tqdm  # noqa: PLC0415
 
-    xp = sim.xp
+    plan = plan or lockin_plan(taxis.n_steps, taxis.window_steps, taxis.points_per_period, 0.0, 0.0)
+    lockin = LockIn(sim.xp, box, dtype, plan, region)
     crop = tuple(slice(pml, pml + n) for n in box)
-    phase = 2 * np.pi * np.arange(taxis.points_per_period) / taxis.points_per_period
-    cos_t, sin_t = np.cos(phase), np.sin(phase)
-    first_window = taxis.n_steps - 2 * taxis.window_steps
-    windows = [[xp.zeros(box, sim._dtype), xp.zeros(box, sim._dtype)] for _ in range(2)]
-    t0 = time.perf_counter()
+    t0, n = time.perf_counter(), -1
     with tqdm(total=taxis.n_steps, desc="k-Wave steady state", unit="step", disable=not progress,
               leave=False) as bar:
         for n in range(taxis.n_steps):
             sim.step()
-            if n >= first_window:
-                re, im = windows[(n - first_window) // taxis.window_steps]
-                p = sim.p[crop]
-                k = n % taxis.points_per_period  # sim.p after step n is the field at time n·dt
-                re += p * cos_t[k]
-                im += p * sin_t[k]
             bar.update(1)
-    return windows, time.perf_counter() - t0
+            if lockin.add(n, sim.p[crop]):  # sim.p after step n is the field at time n·dt
+                break
+    return lockin, time.perf_counter() - t0, n + 1
 
 
-def _finish(windows, taxis: TimeAxis, setup_s: float, loop_s: float, n_points: int, sim) -> SteadyState:
+def _finish(windows, taxis: TimeAxis, setup_s: float, loop_s: float, n_points: int, sim,
+            steps: int | None = None) -> SteadyState:
     to_cpu = (lambda a: a.get()) if hasattr(sim.xp, "asnumpy") else np.asarray
     scale = 2.0 / taxis.window_steps
     amps = []
@@ -249,5 +300,6 @@ def _finish(windows, taxis: TimeAxis, setup_s: float, loop_s: float, n_points: i
     convergence = float(np.linalg.norm(last - prev) / norm) if norm > 0 else float("inf")
     return SteadyState(amplitude_pa=last.astype(np.float32), phase_rad=np.angle(amps[1]).astype(np.float32),
                        convergence=convergence, time=taxis, runtime_s=setup_s + loop_s,
-                       seconds_per_step=loop_s / max(taxis.n_steps, 1), n_source_points=n_points,
+                       seconds_per_step=loop_s / max(taxis.n_steps if steps is None else steps, 1),
+                       n_source_points=n_points,
                        info={"setup_s": setup_s, "loop_s": loop_s})

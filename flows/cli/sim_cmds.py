@@ -40,6 +40,9 @@ def _register_simulate(sub) -> None:
                    help="simulate a box of this size (1 or 3 values, mm) around the beam instead of the "
                         "preset's window (the whole CT when neither is set: --crop-mm 0)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="NumPy (cpu) or CuPy (gpu)")
+    p.add_argument("--engine", choices=("tfus", "kwave"), default=None,
+                   help="time stepper: tfus (fast re-implementation of k-wave-python's scheme) or kwave "
+                        "(k-wave-python's own step); default: the preset's (tfus)")
     p.add_argument("--kwave-binary", help="run this k-Wave C++/CUDA executable instead (never downloaded)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output directory")
@@ -71,9 +74,11 @@ def build_config(args: argparse.Namespace):
 
     if args.crop_mm is not None and len(args.crop_mm) not in (1, 3):
         raise ValueError(f"--crop-mm takes 1 or 3 values, got {len(args.crop_mm)}")
-    return with_overrides(load_sim_config(args.preset), frequency_hz=args.frequency_hz, roc_mm=args.roc_mm,
-                          aperture_mm=args.aperture_mm, amplitude_pa=args.amplitude_pa,
-                          spacing_mm=args.spacing_mm, ppw=args.ppw, whole_grid=args.crop_mm is not None)
+    config = with_overrides(load_sim_config(args.preset), frequency_hz=args.frequency_hz, roc_mm=args.roc_mm,
+                            aperture_mm=args.aperture_mm, amplitude_pa=args.amplitude_pa,
+                            spacing_mm=args.spacing_mm, ppw=args.ppw, whole_grid=args.crop_mm is not None)
+    engine = getattr(args, "engine", None)
+    return config.replace(engine=engine) if engine else config
 
 
 def _simulate(args: argparse.Namespace) -> int:
