@@ -58,10 +58,10 @@ class LayeredCase:
 
 _SMALL_BOWL = {"roc_m": 30e-3, "diameter_m": 30e-3, "frequency_hz": 300e3}  # sim.validation's "small" bowl
 CASES = {
-    # BM3 with every length scaled by 30/64 (plate 3.05 mm from 14.06 mm), the small bowl at 300 kHz:
-    # a minute of CPU at 4 PPW.
+    # BM3 with every length scaled by 30/64 (plate 3.05 mm from 14.06 mm), the small bowl at 300 kHz.
+    # Measured on one core: 6 s at 4 PPW (41×32×32), 21 s at 6, 63 s at 8, 266 s at 12 PPW.
     "bm3_small": LayeredCase(**_SMALL_BOWL, medium=itrusst_bm3_medium(scale=30 / 64)),
-    # The ITRUSST geometries themselves (SC1 at 500 kHz): ~3.4 M voxels at 6 PPW, GPU-sized.
+    # The ITRUSST geometries themselves (SC1 at 500 kHz): 164×144×144 at 6 PPW, GPU-sized (not run here).
     "bm3": LayeredCase(**ITRUSST_SC1, medium=itrusst_bm3_medium()),
     "bm4": LayeredCase(**ITRUSST_SC1, medium=itrusst_bm4_medium()),
 }

@@ -123,7 +123,8 @@ def run_oneil_validation(out_dir: str | os.PathLike, case: str = "default", devi
     lat = lateral_profile(state.amplitude_pa, spec)
     report = {"case": case, "case_parameters": spec.__dict__, "grid_shape": list(spec.shape()),
               "points_per_wavelength": C_WATER / spec.frequency_hz / spec.spacing_m,
-              "metrics": {**cmp["metrics"], "convergence": state.convergence, "time_steps": state.time.n_steps,
+              "metrics": {**cmp["metrics"], "convergence": state.convergence,
+                          "time_steps": state.info.get("steps_run", state.time.n_steps),
                           "points_per_period": state.time.points_per_period, "runtime_s": state.runtime_s,
                           "seconds_per_step": state.seconds_per_step,
                           "all_finite": bool(np.isfinite(state.amplitude_pa).all())},
