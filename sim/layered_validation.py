@@ -84,19 +84,36 @@ def voxelised_medium(medium: LayeredMedium, grid: WaterBowlCase) -> LayeredMediu
     return replace(medium, layers=tuple(kept), z_first_m=(faces[0] - 0.5 - i0) * dx)
 
 
-def medium_arrays(medium: LayeredMedium, grid: WaterBowlCase):
-    """:class:`sim.solver.MediumArrays` of the box: water, the layers (by voxel centre), the far fluid."""
+def medium_arrays(medium: LayeredMedium, grid: WaterBowlCase, partial_volume: bool = False):
+    """:class:`sim.solver.MediumArrays` of the box: water, the layers, the far fluid.
+
+    ``partial_volume=False``: each voxel takes the layer containing its centre (nearest voxel, staircased
+    faces). ``True``: each voxel mixes the fluids by the fraction f_j of its axial extent [z − dx/2, z + dx/2]
+    they occupy, as a stack in series along the axis: compressibility 1/(ρc²) = Σ f_j/(ρ_j c_j²), density
+    ρ = Σ f_j ρ_j (so c = 1/sqrt(ρ·Σ f_j/(ρ_j c_j²))), absorption α = Σ f_j α_j.
+    """
     from tfus.sim.solver import MediumArrays  # noqa: PLC0415
 
     z = axial_positions_m(grid)
-    c = np.full(z.shape, medium.c_water_m_s)
-    rho = np.full(z.shape, medium.rho_water_kg_m3)
-    alpha = np.zeros(z.shape)
-    for layer, lo, hi in zip(medium.layers, medium.interfaces_m, medium.interfaces_m[1:]):
-        inside = (z >= lo - 1e-12) & (z < hi - 1e-12)
-        c[inside], rho[inside], alpha[inside] = layer.sound_speed_m_s, layer.density_kg_m3, layer.alpha_db_mhz2_cm
-    far = z >= medium.z_last_m - 1e-12
-    c[far], rho[far], alpha[far] = medium.c_far_m_s, medium.rho_far_kg_m3, medium.alpha_far_db_mhz2_cm
+    fluids = [(medium.c_water_m_s, medium.rho_water_kg_m3, 0.0)]
+    fluids += [(la.sound_speed_m_s, la.density_kg_m3, la.alpha_db_mhz2_cm) for la in medium.layers]
+    fluids += [(medium.c_far_m_s, medium.rho_far_kg_m3, medium.alpha_far_db_mhz2_cm)]
+    edges = np.concatenate([[-np.inf], medium.interfaces_m, [np.inf]])  # fluid j spans [edges[j], edges[j+1])
+    if partial_volume:
+        lo, hi = z - grid.spacing_m / 2, z + grid.spacing_m / 2
+        frac = np.clip(np.minimum(hi[:, None], edges[None, 1:]) - np.maximum(lo[:, None], edges[None, :-1]),
+                       0, None) / grid.spacing_m                                   # (nx, n_fluids)
+        frac = np.where(frac < 1e-9, 0.0, frac)
+        frac /= frac.sum(axis=1, keepdims=True)
+    else:  # the fluid containing the voxel centre (a centre on a face goes to the far side)
+        j = np.searchsorted(edges, z + 1e-12, side="right") - 1
+        frac = np.zeros((z.size, len(fluids)))
+        frac[np.arange(z.size), j] = 1.0
+    c_j, rho_j, alpha_j = (np.array(v, np.float64) for v in zip(*fluids))
+    rho = frac @ rho_j
+    compressibility = frac @ (1.0 / (rho_j * c_j**2))
+    c = 1.0 / np.sqrt(rho * compressibility)
+    alpha = frac @ alpha_j
     shape = grid.shape()
     full = lambda v: np.broadcast_to(v[:, None, None], shape).astype(np.float32)  # noqa: E731
     return MediumArrays(full(c), full(rho), full(alpha) if alpha.any() else None, alpha_power=2.0)
