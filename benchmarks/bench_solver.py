@@ -53,13 +53,14 @@ def _problem(n: int, max_steps: int | None):
     return cfg, bowl, ta, MediumArrays.water((n,) * 3, C0, 1000.0)
 
 
-def run_engine(n: int, max_steps: int | None, engine: str, fft_workers: int | None = None) -> dict:
+def run_engine(n: int, max_steps: int | None, engine: str, fft_workers: int | None = None,
+               device: str = "cpu") -> dict:
     import tfus.sim.solver as solver
 
     cfg, bowl, ta, medium = _problem(n, max_steps)
     solver.make_time_axis = lambda *a, **k: ta  # the (possibly truncated) axis shared by all methods
     state = solver.solve_steady_state(medium, bowl, F_HZ, 60e3, DX_M, cfg, progress=False, engine=engine,
-                                      fft_workers=fft_workers)
+                                      fft_workers=fft_workers, device=device)
     return {"n_steps": state.info["steps_run"], "loop_s": state.info["loop_s"],
             "peak_pa": float(state.amplitude_pa.max()),
             "fft_workers": state.info.get("fft_workers"), "fft_backend": state.info.get("fft_backend")}
@@ -125,7 +126,7 @@ def run_plain(n: int, max_steps: int | None) -> dict:
     return {"n_steps": ta.n_steps, "loop_s": loop_s, "peak_pa": float(np.max(out["p_max"]))}
 
 
-def _worker(method: str, n: int, max_steps: int | None, fft_workers: int | None) -> None:
+def _worker(method: str, n: int, max_steps: int | None, fft_workers: int | None, device: str = "cpu") -> None:
     import tfus.sim.engine  # noqa: F401  (imports are not the simulation's memory: trace after them)
     import tfus.sim.solver  # noqa: F401
     from tfus.sim.kwave_import import kwave_modules
@@ -136,7 +137,7 @@ def _worker(method: str, n: int, max_steps: int | None, fft_workers: int | None)
     tracemalloc.start()
     t0 = time.perf_counter()
     if method in ("tfus", "kwave"):
-        res = run_engine(n, max_steps, method, fft_workers)
+        res = run_engine(n, max_steps, method, fft_workers, device)
     elif method == "fft-floor":
         res = run_fft_floor(n, max_steps, fft_workers)
     else:
@@ -149,8 +150,8 @@ def _worker(method: str, n: int, max_steps: int | None, fft_workers: int | None)
     print("RESULT " + json.dumps({"method": method, "n": n, **res}))
 
 
-def _measure(method: str, n: int, max_steps: int | None, fft_workers: int | None) -> dict:
-    cmd = [sys.executable, __file__, "--worker", method, str(n)]
+def _measure(method: str, n: int, max_steps: int | None, fft_workers: int | None, device: str = "cpu") -> dict:
+    cmd = [sys.executable, __file__, "--worker", method, str(n), "--device", device]
     if max_steps:
         cmd += ["--max-steps", str(max_steps)]
     if fft_workers:
@@ -180,18 +181,19 @@ def main() -> int:
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--fft-workers", type=int, default=None, help="threads per transform (default: affinity)")
     ap.add_argument("--repeat", type=int, default=1, help="alternate the order and keep each method's fastest")
+    ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="tfus/kwave engines on CuPy (gpu)")
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     if args.worker:
-        _worker(args.worker[0], int(args.worker[1]), args.max_steps, args.fft_workers)
+        _worker(args.worker[0], int(args.worker[1]), args.max_steps, args.fft_workers, args.device)
         return 0
     rows = []
     for n in args.sizes:
         best = {}
         for rep in range(args.repeat):
             for method in (args.methods if rep % 2 == 0 else args.methods[::-1]):
-                r = _measure(method, n, args.max_steps, args.fft_workers)
+                r = _measure(method, n, args.max_steps, args.fft_workers, args.device)
                 rows.append(r)
                 if method not in best or r["s_per_step"] < best[method]["s_per_step"]:
                     best[method] = r
