@@ -152,6 +152,12 @@ PRESETS: dict[str, SimConfig] = {
     "small": SimConfig(transducer=TransducerConfig(frequency_hz=200e3, roc_mm=30.0, aperture_mm=26.0),
                        spacing_mm=1.5, window_shape=(32, 32, 32), extra_cycles=4.0, cfl=0.5,
                        pml_size=8, n_transducer_points=1024, preset="small"),
+    # Closer to practice on one CPU core: 250 kHz (λ 6 mm) at 1.0 mm = 6 points per wavelength in water, a
+    # single-element bowl of R 63.2 mm / D 64 mm (the common 64 mm tFUS bowl geometry, F-number ~1), an
+    # 88³ = 88 mm box (bowl + focus + margin). Cost measured with sim.engine: README's preset table.
+    "practice": SimConfig(transducer=TransducerConfig(frequency_hz=250e3, roc_mm=63.2, aperture_mm=64.0),
+                          spacing_mm=1.0, window_shape=(88, 88, 88), cfl=0.5, extra_cycles=4.0,
+                          n_transducer_points=1024, preset="practice"),
     # The TFUScapes setting: 500 kHz, 0.5 mm (6 points per wavelength), 256³ crop; GPU or cluster.
     "tfuscapes": SimConfig(transducer=TransducerConfig(frequency_hz=500e3, roc_mm=64.0, aperture_mm=64.0),
                            spacing_mm=0.5, window_shape=(256, 256, 256), n_transducer_points=4096,
