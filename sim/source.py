@@ -53,8 +53,15 @@ def vox_to_grid_m(vox, padded_shape, pml_size: int, spacing_m: float) -> list[fl
 
 
 def bowl_grid_weights(bowl: BowlSource, padded_shape, pml_size: int, spacing_m: float,
-                      upsampling_rate: int = 10, bli_tolerance: float = 0.05) -> np.ndarray:
-    """Grid weights (padded shape, float64) of the bowl via ``kWaveArray.add_bowl_element``."""
+                      upsampling_rate: int = 10, bli_tolerance: float = 0.05, *,
+                      vectorised: bool = True) -> np.ndarray:
+    """Grid weights (padded shape, float64) of the bowl via ``kWaveArray.add_bowl_element``.
+
+    ``vectorised=True`` (default): k-wave's own integration points and scale (what
+    ``kWaveArray.get_off_grid_points`` computes before its per-point loop), summed by
+    ``sim.offgrid.off_grid_weights`` for all points at once. ``vectorised=False``: k-wave-python's
+    ``get_element_grid_weights`` (a Python loop over every integration point). Both agree to rounding.
+    """
     from tfus.sim.kwave_import import kwave_modules  # noqa: PLC0415  (k-wave only when simulating)
 
     kw = kwave_modules()
@@ -63,10 +70,38 @@ def bowl_grid_weights(bowl: BowlSource, padded_shape, pml_size: int, spacing_m: 
     position = vox_to_grid_m(bowl.apex_vox, padded_shape, pml_size, spacing_m)
     focus = vox_to_grid_m(bowl.focus_vox, padded_shape, pml_size, spacing_m)
     karray.add_bowl_element(position, float(bowl.roc_m), float(bowl.diameter_m), focus)
-    weights = np.asarray(karray.get_element_grid_weights(kgrid, 0), dtype=np.float64)
+    if vectorised and _fast_path_applies(karray, kgrid):
+        weights = _bowl_weights_vectorised(karray, kgrid)
+    else:
+        weights = np.asarray(karray.get_element_grid_weights(kgrid, 0), dtype=np.float64)
     if not np.any(weights):
         raise ValueError("the transducer bowl does not intersect the simulation grid")
     return weights
+
+
+def _fast_path_applies(karray, kgrid) -> bool:
+    """The case ``sim.offgrid`` reproduces: 3D, dx = dy = dz, sinc BLI, 0 < tol < 1, no axisymmetry."""
+    return (kgrid.dim == 3 and kgrid.dx == kgrid.dy == kgrid.dz and not getattr(kgrid, "nonuniform", False)
+            and karray.bli_type == "sinc" and 0 < karray.bli_tolerance < 1 and not karray.axisymmetric
+            and not karray.single_precision and karray.elements[0].type == "bowl")
+
+
+def _bowl_weights_vectorised(karray, kgrid, element_num: int = 0) -> np.ndarray:
+    """``kWaveArray.get_off_grid_points(kgrid, element_num, False)`` for a bowl, with the loop vectorised."""
+    import math  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from tfus.sim.offgrid import off_grid_weights  # noqa: PLC0415
+
+    ka = sys.modules[type(karray).__module__]  # kwave.utils.kwave_array: the functions it uses itself
+    element = karray.elements[element_num]
+    m_grid = element.measure / kgrid.dx ** element.dim
+    m_integration = math.ceil(m_grid * karray.upsampling_rate)
+    points = ka.make_cart_bowl(karray.affine(element.position), element.radius_of_curvature,
+                               element.diameter, karray.affine(element.focus_position), m_integration)
+    scale = m_grid / points.shape[1]
+    points = ka.trim_cart_points(kgrid, points)
+    return off_grid_weights(kgrid, points, scale, bli_tolerance=karray.bli_tolerance)
 
 
 def drive_signal(n_steps: int, dt: float, frequency_hz: float, amplitude_pa: float,
