@@ -48,14 +48,31 @@ def resample_onto(field: np.ndarray, affine, target_affine, target_shape) -> np.
     return resample(Volume(field, affine), target_affine, target_shape).hu
 
 
+def covered_by(shape, affine, other_shape, other_affine) -> np.ndarray:
+    """Voxels of the grid ``(shape, affine)`` that lie within the extent (first to last sample) of the grid
+    ``(other_shape, other_affine)`` (bool, ``shape``)."""
+    from tfus.sim.ingest import voxel_to_world, world_to_voxel  # noqa: PLC0415
+
+    idx = np.indices(shape, dtype=np.float64).reshape(3, -1).T
+    vox = world_to_voxel(other_affine, voxel_to_world(affine, idx))
+    inside = np.all((vox > -1e-6) & (vox < np.asarray(other_shape) - 1 + 1e-6), axis=1)
+    return inside.reshape(shape)
+
+
 def compare_fields(results: list, config: SimConfig) -> list[dict]:
-    """Errors of every :class:`sim.simulation.SimResult` in ``results`` against the last (finest) one."""
+    """Errors of every :class:`sim.simulation.SimResult` in ``results`` against the last (finest) one.
+
+    The boxes of the spacings are snapped to their own lattices (``sim.ingest.grid_covering``), so their
+    edges differ by up to one spacing; the comparison region is the focal search region of the finest grid
+    within the extent of every grid (outside a coarse grid the resampler has no field, only its 0 fill)."""
     from tfus.sim.fieldstats import focal_search_mask  # noqa: PLC0415
 
     ref = results[-1]
     w = ref.window
     skull = w.ct_hu > config.medium.skull_threshold_hu
     mask = focal_search_mask(w.shape, w.affine, w.bowl, config.transducer.frequency_hz, skull)
+    for r in results[:-1]:
+        mask &= covered_by(w.shape, w.affine, r.window.shape, r.window.affine)
     p_ref = np.asarray(ref.pressure_pa, np.float64)
     ref_peak, ref_focus = ref.summary["peak_pressure_pa"], np.asarray(ref.summary["focal_point_mm"])
     rows = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfus.sim.convergence import ConvergenceStudy, resample_onto
+from tfus.sim.convergence import ConvergenceStudy, compare_fields, resample_onto
 
 
 @pytest.mark.parametrize("spacings, box, message", [
@@ -34,6 +34,36 @@ def test_resample_onto_is_exact_for_a_linear_field():
 
     got = resample_onto(linear(coarse, (16, 16, 16)), coarse, fine, (20, 20, 20))
     np.testing.assert_allclose(got, linear(fine, (20, 20, 20)), rtol=1e-6, atol=1e-4)  # float32
+
+
+def test_compare_fields_ignores_the_fine_grid_beyond_a_coarse_box():
+    """The 0.6 mm box snaps 0.6 mm further along x than the 1 mm one (0.6..36.6 vs 0..36 mm), so its last
+    slab, inside the focal search region, lies beyond the 1 mm field, where the resampler fills 0. A field
+    both grids sample exactly (linear) must compare as equal: only the region all grids cover counts."""
+    from types import SimpleNamespace
+
+    from tfus.sim.config import get_preset
+    from tfus.sim.ingest import axis_aligned_affine
+    from tfus.sim.transducer import Bowl
+    from tfus.sim.window import Window
+
+    config = get_preset("test")
+    bowl = Bowl((0.0, 0.0, 0.0), (30.0, 0.0, 0.0), 30.0, 26.0)  # focus at x = 30 mm: the mask reaches x = 36.6
+
+    def result(spacing, origin, shape):
+        affine = axis_aligned_affine(origin, spacing)
+        idx = np.indices(shape, dtype=np.float64).reshape(3, -1)
+        x, y, z = affine[:3, :3] @ idx + affine[:3, 3:4]
+        window = Window(np.zeros(shape, np.float32), affine, np.zeros((1, 3), np.float32), bowl)
+        summary = {"points_per_wavelength_min": 1.5 / spacing, "peak_pressure_pa": 1.0,
+                   "focal_point_mm": [30.0, 0.0, 0.0], "convergence": 0.0, "time_steps": 1, "runtime_s": 0.0}
+        return SimpleNamespace(pressure_pa=(1e5 + 1e3 * x + 500 * y - 300 * z).reshape(shape).astype(np.float32),
+                               window=window, summary=summary)
+
+    rows = compare_fields([result(1.0, (0.0, -12.0, -12.0), (37, 25, 25)),
+                           result(0.6, (0.6, -12.0, -12.0), (61, 41, 41))], config)
+    assert rows[-1]["rel_l2_vs_finest"] == 0
+    assert rows[0]["rel_l2_vs_finest"] < 1e-5  # was 0.19: the 0.6 mm slab at x = 36.6 mm compared with 0
 
 
 @pytest.mark.slow
