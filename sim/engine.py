@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -197,6 +198,30 @@ def kspace_operators(shape, spacings_m, dt_s: float, c_ref_m_s: float):
     return kappa, source_kappa, grad, div
 
 
+def _rows(arr, sl: slice):
+    """``arr`` restricted to the slab ``sl`` of axis 0 (a profile broadcast along axis 0 is kept whole)."""
+    return arr if arr.shape[0] == 1 else arr[sl]
+
+
+class Slabs:
+    """Runs an element-wise update on slabs of axis 0 in ``workers`` threads (NumPy releases the GIL in
+    ufuncs), so the updates use the same cores as the transforms; one thread (or the GPU) runs it whole."""
+
+    def __init__(self, n0: int, workers: int) -> None:
+        edges = np.linspace(0, n0, max(1, min(int(workers), n0)) + 1).astype(int)
+        self.slices = [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+        self._pool = ThreadPoolExecutor(len(self.slices) - 1) if len(self.slices) > 1 else None
+
+    def run(self, fn) -> None:
+        if self._pool is None:
+            fn(slice(None))
+            return
+        futures = [self._pool.submit(fn, sl) for sl in self.slices[1:]]
+        fn(self.slices[0])
+        for future in futures:
+            future.result()
+
+
 class KSpaceEngine:
     """k-wave-python's time step on preallocated arrays; ``step()`` advances dt, ``p`` is the pressure (Pa).
 
@@ -227,6 +252,7 @@ class KSpaceEngine:
         self.rho = [xp.zeros(self.shape, self.dtype) for _ in range(N_DIM)]  # split density (one PML each)
         self._spec = xp.empty(self.fft.half_shape, self.fft.complex_dtype)
         self._src_step = xp.empty(self.shape, self.dtype)
+        self._slabs = Slabs(self.shape[0], self.fft_workers or 1)
         self.t = 0
 
     def _check_shapes(self, density, alpha_coeff, weights) -> None:
@@ -296,46 +322,63 @@ class KSpaceEngine:
 
     def _momentum(self) -> None:
         xp, spec = self.xp, self.fft.forward(self.p)
-        spec *= self._kappa  # κ once for the three gradients
+        self._slabs.run(lambda sl: spec[sl].__imul__(_rows(self._kappa, sl)))  # κ once for the gradients
         for i in range(N_DIM):
-            xp.multiply(spec, self._grad[i], out=self._spec)
+            grad_op, out = self._grad[i], self._spec
+            self._slabs.run(lambda sl: xp.multiply(spec[sl], _rows(grad_op, sl), out=out[sl]))
             grad = self.fft.inverse(self._spec)
-            grad *= self._u_coef[i]
-            u = self.u[i]
-            u *= self._pml2_sg[i]
-            u -= grad
+            u, coef, pml2 = self.u[i], self._u_coef[i], self._pml2_sg[i]
+
+            def update(sl, grad=grad, u=u, coef=coef, pml2=pml2):
+                g, v = grad[sl], u[sl]
+                g *= _rows(coef, sl)
+                v *= _rows(pml2, sl)
+                v -= g
+            self._slabs.run(update)
 
     def _mass(self, s: float) -> None:
         xp, src = self.xp, self._src_step
         if s != 0.0 and self._isotropic:  # the same source term for the three density components
-            xp.multiply(self._source, s / self.spacing[0], out=src)
+            self._slabs.run(lambda sl: xp.multiply(self._source[sl], s / self.spacing[0], out=src[sl]))
         for i in range(N_DIM):
-            spec = self.fft.forward(self.u[i])
-            spec *= self._kappa
-            spec *= self._div[i]
+            spec, div_op = self.fft.forward(self.u[i]), self._div[i]
+
+            def filt(sl, spec=spec, div_op=div_op):
+                q = spec[sl]
+                q *= _rows(self._kappa, sl)
+                q *= _rows(div_op, sl)
+            self._slabs.run(filt)
             div = self.fft.inverse(spec)
-            if self._div_total is not None:
-                if i == 0:
-                    xp.copyto(self._div_total, div)
-                else:
-                    self._div_total += div
-            div *= self._rho_coef[i]
-            rho = self.rho[i]
-            rho *= self._pml2[i]
-            rho -= div
-            if s != 0.0:
-                if not self._isotropic:
-                    xp.multiply(self._source, s / self.spacing[i], out=src)
-                rho += src
+            self._slabs.run(lambda sl, i=i, div=div: self._mass_rows(sl, i, div, s))
+
+    def _mass_rows(self, sl: slice, i: int, div, s: float) -> None:
+        xp, d = self.xp, div[sl]
+        if self._div_total is not None:
+            if i == 0:
+                xp.copyto(self._div_total[sl], d)
+            else:
+                self._div_total[sl] += d
+        d *= _rows(self._rho_coef[i], sl)
+        rho = self.rho[i][sl]
+        rho *= _rows(self._pml2[i], sl)
+        rho -= d
+        if s != 0.0:
+            src = self._src_step[sl]
+            if not self._isotropic:
+                xp.multiply(self._source[sl], s / self.spacing[i], out=src)
+            rho += src
 
     def _state(self) -> None:
-        p = self.p
-        self.xp.add(self.rho[0], self.rho[1], out=p)
-        p += self.rho[2]
-        if self._absorb is not None:
-            self._div_total *= self._absorb
-            p += self._div_total
-        p *= self._c0_sq
+        def update(sl):
+            p = self.p[sl]
+            self.xp.add(self.rho[0][sl], self.rho[1][sl], out=p)
+            p += self.rho[2][sl]
+            if self._absorb is not None:
+                total = self._div_total[sl]
+                total *= self._absorb[sl]
+                p += total
+            p *= self._c0_sq[sl]
+        self._slabs.run(update)
 
     def run(self, n_steps: int) -> "KSpaceEngine":
         for _ in range(int(n_steps)):

@@ -62,7 +62,7 @@ def _check_kgrid(kgrid) -> tuple[float, tuple[int, int, int], list[np.ndarray]]:
 
 
 def off_grid_weights(kgrid, points, scale=1.0, bli_tolerance: float = 0.1,
-                     chunk_entries: int = 4_000_000) -> np.ndarray:
+                     chunk_entries: int = 1_000_000) -> np.ndarray:
     """Grid weights (Nx, Ny, Nz) float64 of sinc BLIs at ``points`` (3, P) [m], each times ``scale``.
 
     Equal (up to summation order) to ``kwave.utils.kwave_array.off_grid_points(kgrid, points, scale,
