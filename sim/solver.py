@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tfus.sim.config import SimConfig
+from tfus.sim.engine import db_to_neper
 from tfus.sim.lockin import LockIn, LockInPlan, focus_region, lockin_plan
 from tfus.sim.source import BowlSource, StreamingPressureSource, bowl_grid_weights, drive_signal
 
@@ -96,8 +97,7 @@ def absorbing_dt_limit(medium: MediumArrays, spacing_m: float) -> float:
     if medium.alpha_coeff is None or not np.any(medium.alpha_coeff > 0):
         return math.inf
     y = float(medium.alpha_power)
-    alpha_np = 100.0 * np.asarray(medium.alpha_coeff, np.float64) * (1e-6 / (2 * np.pi)) ** y / (
-        20 * np.log10(np.e))
+    alpha_np = db_to_neper(np.asarray(medium.alpha_coeff, np.float64), y)
     tau_min = float(np.min(-2.0 * alpha_np * np.asarray(medium.sound_speed, np.float64) ** (y - 1.0)))
     c_max = float(np.max(medium.sound_speed))
     k_max = math.sqrt(3.0) * math.pi / spacing_m
