@@ -164,13 +164,9 @@ def medium_arrays(medium: LayeredMedium, grid: WaterBowlCase, partial_volume: bo
 def simulate(case: LayeredCase, points_per_wavelength: float, device: str = "cpu", progress: bool = False):
     """Run the streaming solver on ``case`` (:class:`sim.solver.SteadyState`, axis along x)."""
     from tfus.sim.solver import solve_steady_state  # noqa: PLC0415
-    from tfus.sim.source import BowlSource  # noqa: PLC0415
 
     grid = case.grid(points_per_wavelength)
-    c = grid.shape()[1] / 2  # the placement of sim.validation.water_bowl_field
-    bowl = BowlSource((grid.apex_index, c, c), (grid.apex_index + grid.roc_m / grid.spacing_m, c, c),
-                      grid.roc_m, grid.aperture_m)
-    return solve_steady_state(medium_arrays(case.medium, grid, case.partial_volume), bowl, case.frequency_hz,
+    return solve_steady_state(medium_arrays(case.medium, grid, case.partial_volume), grid.bowl(), case.frequency_hz,
                               case.amplitude_pa, grid.spacing_m, grid.config(), device=device, progress=progress)
 
 

@@ -40,6 +40,14 @@ class WaterBowlCase:
         nl += nl % 2
         return nx, nl, nl
 
+    def bowl(self):
+        """The bowl on the box's x axis (apex at ``apex_index``, centred laterally), box voxel coordinates."""
+        from tfus.sim.source import BowlSource  # noqa: PLC0415
+
+        c = self.shape()[1] / 2
+        return BowlSource((self.apex_index, c, c), (self.apex_index + self.roc_m / self.spacing_m, c, c),
+                          self.roc_m, self.aperture_m)
+
     def config(self) -> SimConfig:
         return SimConfig(cfl=self.cfl, pml_size=self.pml_size, extra_cycles=4.0, lockin_periods=2,
                          ramp_cycles=2.0, preset="validation")
@@ -56,13 +64,8 @@ CASES = {
 def water_bowl_field(case: WaterBowlCase, device: str = "cpu", progress: bool = False):
     """Run the solver for ``case``; returns the :class:`sim.solver.SteadyState` (axis along x)."""
     from tfus.sim.solver import MediumArrays, solve_steady_state  # noqa: PLC0415
-    from tfus.sim.source import BowlSource  # noqa: PLC0415
 
-    shape = case.shape()
-    c = shape[1] / 2
-    bowl = BowlSource((case.apex_index, c, c), (case.apex_index + case.roc_m / case.spacing_m, c, c),
-                      case.roc_m, case.aperture_m)
-    return solve_steady_state(MediumArrays.water(shape, C_WATER, RHO_WATER), bowl, case.frequency_hz,
+    return solve_steady_state(MediumArrays.water(case.shape(), C_WATER, RHO_WATER), case.bowl(), case.frequency_hz,
                               case.amplitude_pa, case.spacing_m, case.config(), device=device, progress=progress)
 
 
