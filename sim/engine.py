@@ -13,9 +13,10 @@ bowl weights, computed once: the drive is one scalar s(t) times fixed weights, s
 source transforms per step (and per axis) are not needed.
 
 What makes it fast: real-to-complex transforms (half the spectrum; k-wave-python uses complex ``fftn``),
-multithreaded pocketFFT (``scipy.fft``, ``workers=``) or cuFFT, κ applied once per spectrum and the
-shift-derivative as a 1D broadcast, and every element-wise update in place into preallocated buffers. Per
-step the only allocations are the transforms' own outputs (scipy.fft has no ``out=``), freed right away.
+multithreaded FFTW plans made once (pyFFTW; pocketFFT or ``scipy.fft`` as fallbacks) or cuFFT, κ applied
+once per spectrum (with the inverse's 1/N folded into it) and the shift-derivative as a 1D broadcast, and
+every element-wise update in place into preallocated, aligned buffers: a CPU step allocates nothing
+grid-sized.
 Array order is C (as k-wave-python's Python backend); ``.p`` is the pressure on the padded grid.
 """
 
@@ -54,7 +55,8 @@ class EngineConfig:
     dtype: str = "float32"
     device: str = "cpu"
     fft_workers: int | None = None   # CPU threads per transform; None: default_fft_workers()
-    fft_inplace: bool = True         # CPU: transforms into preallocated buffers (see Transforms)
+    fft_library: str = "auto"        # CPU: "auto" | "fftw" | "pocketfft" | "scipy" (see Transforms)
+    kernels: str = "auto"            # CPU element-wise updates: "auto" | "numba" (sim.kernels) | "numpy"
 
     def __post_init__(self) -> None:
         if not all(float(d) > 0 for d in self.spacings_m):
@@ -67,6 +69,10 @@ class EngineConfig:
             raise ValueError(f"`dtype` must be 'float32' or 'float64', got {self.dtype!r}")
         if self.device not in ("cpu", "gpu"):
             raise ValueError(f"`device` must be 'cpu' or 'gpu', got {self.device!r}")
+        if self.fft_library not in FFT_LIBRARIES:
+            raise ValueError(f"`fft_library` must be one of {FFT_LIBRARIES}, got {self.fft_library!r}")
+        if self.kernels not in KERNELS:
+            raise ValueError(f"`kernels` must be one of {KERNELS}, got {self.kernels!r}")
         if self.fft_workers is not None and int(self.fft_workers) < 1:
             raise ValueError(f"`fft_workers` must be >= 1, got {self.fft_workers}")
 
@@ -92,46 +98,103 @@ def _pocketfft_binding():
         return None
 
 
+def _pyfftw():
+    """pyFFTW (FFTW 3 with plans), or None when it is not installed."""
+    try:
+        import pyfftw  # noqa: PLC0415
+    except ImportError:
+        return None
+    return pyfftw
+
+
+FFT_LIBRARIES = ("auto", "fftw", "pocketfft", "scipy")
+KERNELS = ("auto", "numba", "numpy")
+
+
 class Transforms:
     """Real-to-complex 3D transforms of one grid shape: ``forward(x)`` → half spectrum, ``inverse(spec)`` →
-    real grid (normalised). Results are reused buffers: a spectrum is valid until the next ``forward``, a
-    real result until the next ``inverse``; ``inverse`` may overwrite its input.
+    real grid. Results are reused buffers: a spectrum is valid until the next ``forward``, a real result until
+    the next ``inverse``; ``inverse`` may overwrite its input. ``inverse`` is normalised by ``1/N`` unless
+    ``inverse_scale`` is not 1: then the caller folds that factor in (FFTW's backward transform is
+    unnormalised, and a separate pass over the grid would cost what the fold saves).
+    Arrays given to ``forward``/``inverse`` should come from ``empty`` (aligned for FFTW's SIMD plans).
 
-    CPU: pocketFFT with ``workers`` threads writing into two preallocated buffers (measured 64³, 2 threads:
-    14 ms of transforms per step against 22-27 ms when ``scipy.fft.rfftn/irfftn`` allocate their outputs,
-    cache-cold, every call); ``scipy.fft`` itself when the binding is unavailable or ``inplace=False``.
-    GPU: ``cupyx.scipy.fft`` (cuFFT; outputs from CuPy's memory pool, so no allocation reaches the driver).
+    CPU libraries (``library``), chosen by measurement on the 2-core machine (docs/PERFORMANCE.md):
+    ``fftw``: pyFFTW plans made once per shape with FFTW_MEASURE (64³ float32, 2 threads: a forward +
+    inverse pair 1.1 ms against pocketFFT's 2.2 ms; 128³: 9.1 vs 14.5 ms); ``pocketfft``: scipy's pocketFFT
+    writing into preallocated buffers (``out=``); ``scipy``: ``scipy.fft.rfftn/irfftn``, which allocate.
+    ``auto``: the first available of those. GPU: ``cupyx.scipy.fft`` (cuFFT plans cached by CuPy).
     """
 
-    def __init__(self, shape, dtype, device: str = "cpu", workers: int = 1, inplace: bool = True) -> None:
+    def __init__(self, shape, dtype, device: str = "cpu", workers: int = 1, library: str = "auto") -> None:
+        if library not in FFT_LIBRARIES:
+            raise ValueError(f"`fft_library` must be one of {FFT_LIBRARIES}, got {library!r}")
         self.shape = tuple(int(n) for n in shape)
         self.half_shape = self.shape[:-1] + (self.shape[-1] // 2 + 1,)
         self.workers = int(workers)
+        self.dtype = np.dtype(dtype)
         self.complex_dtype = np.result_type(dtype, np.complex64)
-        self._pp = _pocketfft_binding() if (device == "cpu" and inplace) else None
+        self.inverse_scale = 1.0
+        self._pp = self._fftw = None
         if device == "gpu":
             try:
                 import cupy as xp  # noqa: PLC0415
                 import cupyx.scipy.fft as fft  # noqa: PLC0415
             except ImportError as exc:
                 raise ValueError("`device='gpu'` needs CuPy: pip install 'tfus[gpu]' (cupy-cuda12x)") from exc
-        else:
-            import scipy.fft as fft  # noqa: PLC0415
+            self.xp, self._fft, self.backend = xp, fft, "cupyx.scipy.fft"
+            return
+        import scipy.fft as fft  # noqa: PLC0415
 
-            xp = np
-        self.xp, self._fft = xp, fft
+        self.xp, self._fft, self.backend = np, fft, "scipy.fft"
+        pyfftw = _pyfftw() if library in ("auto", "fftw") else None
+        if library == "fftw" and pyfftw is None:
+            raise ValueError("`fft_library='fftw'` needs pyFFTW: pip install pyfftw")
+        if pyfftw is not None:
+            self._init_fftw(pyfftw)
+            return
+        self._pp = _pocketfft_binding() if library in ("auto", "pocketfft") else None
         if self._pp is not None:
             self._spec = np.empty(self.half_shape, self.complex_dtype)
             self._real = np.empty(self.shape, dtype)
-        self.backend = ("pocketfft (out=)" if self._pp is not None else
-                        "cupyx.scipy.fft" if device == "gpu" else "scipy.fft")
+            self.backend = "pocketfft (out=)"
+
+    def _init_fftw(self, pyfftw) -> None:
+        """Two plans (forward into ``_spec``, backward from it into ``_real``), measured once per shape and
+        thread count: FFTW keeps the wisdom in the process, so the next simulation's plans are instant."""
+        self._spec = self.empty(self.half_shape, self.complex_dtype)
+        self._real = self.empty(self.shape, self.dtype)
+        flags = ("FFTW_MEASURE",)
+        self._fftw_fw = pyfftw.FFTW(self._real, self._spec, axes=(0, 1, 2), direction="FFTW_FORWARD",
+                                    flags=flags, threads=self.workers)
+        self._fftw_bw = pyfftw.FFTW(self._spec, self._real, axes=(0, 1, 2), direction="FFTW_BACKWARD",
+                                    flags=flags + ("FFTW_DESTROY_INPUT",), threads=self.workers)
+        self._fftw = pyfftw
+        self.inverse_scale = 1.0 / float(np.prod(self.shape))
+        self.backend = "fftw"
+
+    def empty(self, shape, dtype):
+        """An uninitialised array on the device, aligned for this library's plans."""
+        if self._fftw is not None:
+            return self._fftw.empty_aligned(shape, dtype)
+        return self.xp.empty(shape, dtype)
+
+    def zeros(self, shape, dtype):
+        out = self.empty(shape, dtype)
+        out[...] = 0
+        return out
 
     def forward(self, x):
+        if self._fftw is not None:
+            return self._fftw_fw(x, self._spec)
         if self._pp is None:
             return self._fft.rfftn(x, **self._kw())
         return self._pp.r2c(x, (0, 1, 2), True, 0, self._spec, self.workers)
 
     def inverse(self, spec):
+        """The real field of ``spec`` times ``1/N`` (``inverse_scale`` = 1) or times 1 (``inverse_scale`` = 1/N)."""
+        if self._fftw is not None:
+            return self._fftw_bw(spec, self._real, normalise_idft=False)
         if self._pp is None:
             return self._fft.irfftn(spec, s=self.shape, **self._kw())
         self._pp.c2c(spec, (0, 1), False, 2, spec, self.workers)  # in place: ``spec`` is consumed
@@ -229,7 +292,8 @@ class KSpaceEngine:
     ``density`` (kg/m³), ``alpha_coeff`` (dB/(MHz^y cm), None = lossless; y = ``alpha_power`` must be 2:
     k-Wave's Stokes term, which ``alpha_mode='no_dispersion'`` also gives), the bowl ``weights`` on the same
     grid (``sim.source.bowl_grid_weights``) and the drive ``signal`` s(n·dt) in Pa (``sim.source.drive_signal``;
-    no source after its end). Drop-in for ``Simulation`` in ``sim.solver._time_loop``: ``xp``, ``p``, ``t``.
+    no source after its end) — or lists of both, one signal per weights (``sim.source.source_terms``: an
+    annular array is two terms, the sin and cos parts of its ring drives), injected as Σ_k s_k(t)·w_k. Drop-in for ``Simulation`` in ``sim.solver._time_loop``: ``xp``, ``p``, ``t``.
     """
 
     def __init__(self, sound_speed, density, alpha_coeff, alpha_power: float, weights, signal,
@@ -239,7 +303,7 @@ class KSpaceEngine:
         self.shape = tuple(int(n) for n in np.shape(sound_speed))
         self._check_shapes(density, alpha_coeff, weights)
         self.fft_workers = int(config.fft_workers or default_fft_workers()) if config.device == "cpu" else None
-        self.fft = Transforms(self.shape, self.dtype, config.device, self.fft_workers or 1, config.fft_inplace)
+        self.fft = Transforms(self.shape, self.dtype, config.device, self.fft_workers or 1, config.fft_library)
         self.xp = xp = self.fft.xp
         c0 = np.asarray(sound_speed, self.dtype)
         self.c_ref = float(c0.max()) if config.c_ref_m_s is None else float(config.c_ref_m_s)
@@ -247,18 +311,34 @@ class KSpaceEngine:
         pml, pml_sg = self._init_operators()
         self._init_medium(c0, np.asarray(density, self.dtype), alpha_coeff, float(alpha_power), pml, pml_sg)
         self._init_source(c0, weights, signal)
-        self.p = xp.zeros(self.shape, self.dtype)
-        self.u = [xp.zeros(self.shape, self.dtype) for _ in range(N_DIM)]
-        self.rho = [xp.zeros(self.shape, self.dtype) for _ in range(N_DIM)]  # split density (one PML each)
-        self._spec = xp.empty(self.fft.half_shape, self.fft.complex_dtype)
+        zeros = self.fft.zeros  # aligned for the transforms' plans
+        self.p = zeros(self.shape, self.dtype)
+        self.u = [zeros(self.shape, self.dtype) for _ in range(N_DIM)]
+        self.rho = [zeros(self.shape, self.dtype) for _ in range(N_DIM)]  # split density (one PML each)
+        self._spec = self.fft.empty(self.fft.half_shape, self.fft.complex_dtype)
         self._src_step = xp.empty(self.shape, self.dtype)
         self._slabs = Slabs(self.shape[0], self.fft_workers or 1)
+        self._fused = self._init_kernels(config)
+        self.kernels = "numba" if self._fused is not None else "numpy"
         self.t = 0
+
+    def _init_kernels(self, config: EngineConfig):
+        """``sim.kernels.FusedKernels`` on the CPU when Numba is there (or asked for), else None (NumPy)."""
+        from tfus.sim import kernels  # noqa: PLC0415
+
+        if config.device == "gpu" or config.kernels == "numpy":
+            if config.kernels == "numba":
+                raise ValueError("`kernels='numba'` runs on the CPU only (the GPU uses CuPy's element-wise ops)")
+            return None
+        if config.kernels == "auto" and not kernels.available():
+            return None
+        return kernels.FusedKernels(self.dtype)
 
     def _check_shapes(self, density, alpha_coeff, weights) -> None:
         if len(self.shape) != N_DIM:
             raise ValueError(f"`sound_speed` must be a 3D array, got shape {self.shape}")
-        for name, arr in (("density", density), ("alpha_coeff", alpha_coeff), ("weights", weights)):
+        many = weights if isinstance(weights, (list, tuple)) else [weights]
+        for name, arr in (("density", density), ("alpha_coeff", alpha_coeff), *(("weights", w) for w in many)):
             if arr is not None and np.shape(arr) != self.shape:
                 raise ValueError(f"`{name}` shape {np.shape(arr)} differs from `sound_speed` {self.shape}")
 
@@ -266,7 +346,8 @@ class KSpaceEngine:
         """κ and the shift-derivatives on the device; returns the 1D PML profiles (float64, broadcast)."""
         cfg, xp, cplx = self.config, self.xp, self.fft.complex_dtype
         kappa, self._source_kappa, grad, div = kspace_operators(self.shape, self.spacing, self.dt, self.c_ref)
-        self._kappa = xp.asarray(kappa.astype(self.dtype))
+        # every spectrum is multiplied by κ exactly once before its inverse: the inverse's scale goes here
+        self._kappa = xp.asarray((kappa * self.fft.inverse_scale).astype(self.dtype))
         self._grad = [xp.asarray(g.astype(cplx)) for g in grad]
         self._div = [xp.asarray(d.astype(cplx)) for d in div]
         pml, pml_sg = [], []
@@ -301,24 +382,70 @@ class KSpaceEngine:
         """S = F⁻¹[cos(c_ref|k|dt/2)·F[w·2dt/(3 c0)]] once (float64 on the host); per step s(t)·S/d_i."""
         import scipy.fft as sfft  # noqa: PLC0415
 
-        w = np.asarray(weights, np.float64)
-        self.n_source_points = int(np.count_nonzero(w))
+        many = isinstance(weights, (list, tuple))
+        weights, signal = (list(weights), list(signal)) if many else ([weights], [signal])
+        if len(weights) != len(signal) or not weights:
+            raise ValueError(f"{len(weights)} source weights for {len(signal)} drive signals")
         workers = self.fft_workers or default_fft_workers()
-        spec = sfft.rfftn(w * (2.0 * self.dt / (N_DIM * c0.astype(np.float64))), workers=workers)
-        spec *= self._source_kappa
+        scale = 2.0 * self.dt / (N_DIM * c0.astype(np.float64))
+        self._sources, self._signals, support = [], [], None
+        for w in weights:
+            w = np.asarray(w, np.float64)
+            support = (w != 0) if support is None else (support | (w != 0))
+            spec = sfft.rfftn(w * scale, workers=workers)
+            spec *= self._source_kappa
+            self._sources.append(self.xp.asarray(sfft.irfftn(spec, s=self.shape, workers=workers)
+                                                 .astype(self.dtype)))
         del self._source_kappa
-        self._source = self.xp.asarray(sfft.irfftn(spec, s=self.shape, workers=workers).astype(self.dtype))
-        self._signal = np.asarray(signal, np.float64).ravel()
+        self._signals = [np.asarray(sg, np.float64).ravel() for sg in signal]
+        self.n_source_points = int(np.count_nonzero(support))
+        self._mix = self.xp.empty(self.shape, self.dtype) if len(self._sources) > 1 else None
         self._isotropic = len(set(self.spacing)) == 1
+
+    def _source_now(self):
+        """(field, scalar) with field·scalar = Σ_k s_k(t)·S_k at this step; (None, 0.0) when no source."""
+        values = [float(sg[self.t]) if self.t < sg.size else 0.0 for sg in self._signals]
+        live = [(src, v) for src, v in zip(self._sources, values) if v != 0.0]
+        if not live:
+            return None, 0.0
+        if len(live) == 1:
+            return live[0]
+        mix = self._mix
+        self._slabs.run(lambda sl: self._mix_rows(sl, live))
+        return mix, 1.0
+
+    def _mix_rows(self, sl: slice, live) -> None:
+        out, scratch = self._mix[sl], self._src_step[sl]  # _src_step is free until _mass fills it
+        self.xp.multiply(live[0][0][sl], live[0][1], out=out)
+        for src, v in live[1:]:
+            self.xp.multiply(src[sl], v, out=scratch)
+            out += scratch
 
     def step(self) -> "KSpaceEngine":
         """Advance one time step (p(t) → p(t + dt)), like ``Simulation.step()``."""
-        s = float(self._signal[self.t]) if self.t < self._signal.size else 0.0
-        self._momentum()
-        self._mass(s)
-        self._state()
+        src, s = self._source_now()
+        if self._fused is not None:
+            self._fused_step(src, s)
+        else:
+            self._momentum()
+            self._mass(src, s)
+            self._state()
         self.t += 1
         return self
+
+    def _fused_step(self, src, s: float) -> None:
+        """The same update as ``_momentum``/``_mass``/``_state``, one pass per update (``sim.kernels``)."""
+        k, fft = self._fused, self.fft
+        spec = fft.forward(self.p)
+        for i in range(N_DIM):
+            k.spectrum_times(spec, self._kappa, self._grad[i], i, self._spec)
+            k.velocity(self.u[i], self._pml2_sg[i], self._u_coef[i], fft.inverse(self._spec), i)
+        for i in range(N_DIM):
+            spec = fft.forward(self.u[i])
+            k.spectrum_times(spec, self._kappa, self._div[i], i, spec)
+            k.density(self.rho[i], self._pml2[i], self._rho_coef[i], fft.inverse(spec), i, self._div_total,
+                      i == 0, self._sources[0] if src is None else src, s / self.spacing[i])
+        k.pressure(self.p, self.rho, self._c0_sq, self._absorb, self._div_total)
 
     def _momentum(self) -> None:
         xp, spec = self.xp, self.fft.forward(self.p)
@@ -336,10 +463,11 @@ class KSpaceEngine:
                 v -= g
             self._slabs.run(update)
 
-    def _mass(self, s: float) -> None:
+    def _mass(self, source, s: float) -> None:
         xp, src = self.xp, self._src_step
+        self._source = source
         if s != 0.0 and self._isotropic:  # the same source term for the three density components
-            self._slabs.run(lambda sl: xp.multiply(self._source[sl], s / self.spacing[0], out=src[sl]))
+            self._slabs.run(lambda sl: xp.multiply(source[sl], s / self.spacing[0], out=src[sl]))
         for i in range(N_DIM):
             spec, div_op = self.fft.forward(self.u[i]), self._div[i]
 

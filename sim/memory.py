@@ -1,6 +1,11 @@
 """Memory estimate of one simulation, checked against the available RAM *before* anything is allocated.
 
-Per cell of the PML-padded grid the Python backend holds ~36 float32-sized arrays (p, 3 u, 3 split ρ,
+Engine "tfus" (``sim.engine``): per padded cell 7 fields (p, 3 u, 3 split ρ), 8 coefficient grids (c0²,
+3 dt/ρ0' with the PML, 3 dt·ρ0 with the PML, τ·ρ0), the filtered source and its per-step copy, the total
+divergence, half-spectrum κ and two complex half spectra and the real transform buffer (~22 float32-sized
+arrays), plus the set-up's transients (float64 bowl weights, the float64 source filtering, the padded
+medium): measured 128 B per cell of traced peak at 128³ (docs/PERFORMANCE.md); estimated as 144.
+Engine "kwave": the Python backend holds ~36 float32-sized arrays (p, 3 u, 3 split ρ,
 c0, ρ0, c0², 3 staggered ρ0, 3 dt/ρ0, κ, source κ, |k|, absorption τ, complex FFT buffers, temporaries of
 the update), and the source set-up briefly holds float64 grid weights and the padded medium. Per cell of
 the returned box: 4 lock-in accumulators and the float64 results. Calibrated against the peak RSS measured
@@ -13,8 +18,10 @@ import os
 
 import numpy as np
 
-BYTES_PER_PADDED_CELL = {"float32": 48 * 4 + 3 * 8, "float64": 48 * 8 + 3 * 8}
+BYTES_PER_PADDED_CELL = {"float32": 48 * 4 + 3 * 8, "float64": 48 * 8 + 3 * 8}  # engine "kwave"
+BYTES_PER_PADDED_CELL_TFUS = {"float32": 36 * 4, "float64": 36 * 8}
 BYTES_PER_BOX_CELL = 4 * 4 + 6 * 8
+BOWL_SETUP_BYTES = 64 * 2**20  # the chunked BLI sum of the bowl weights (sim.offgrid): ~50 MB at any grid
 BASELINE_BYTES = 250 * 2**20  # interpreter, numpy/scipy/k-wave imports (measured RSS ~150-200 MB)
 
 
@@ -28,7 +35,9 @@ def estimate_memory_bytes(config, grid_shape, device: str = "cpu") -> int:
     padded, _ = padded_layout(shape, int(config.pml_size))
     n_padded = int(np.prod(padded, dtype=np.int64))
     n_box = int(np.prod(shape, dtype=np.int64))
-    total = n_padded * BYTES_PER_PADDED_CELL[config.dtype] + n_box * BYTES_PER_BOX_CELL
+    per_cell = (BYTES_PER_PADDED_CELL_TFUS if getattr(config, "engine", "kwave") == "tfus"
+                else BYTES_PER_PADDED_CELL)[config.dtype]
+    total = n_padded * per_cell + n_box * BYTES_PER_BOX_CELL + BOWL_SETUP_BYTES
     return int(total + (BASELINE_BYTES if device == "cpu" else 0))
 
 

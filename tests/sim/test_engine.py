@@ -58,6 +58,18 @@ def test_engine_matches_kwave_step_for_step(box, slab):
     err = float(np.abs(p_ref - eng.p).max()) / peak
     assert err < 1e-4, f"max |dp| / peak = {err:.2e} after 200 steps"
     assert eng.p.dtype == np.float32 and eng.t == ref.t == 200
+    assert info["fft_backend"] == "fftw" and eng.kernels == "numba"  # the defaults are what was checked
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_kernels_match_the_numpy_updates(dtype):
+    """sim.kernels (one pass per update) against the engine's NumPy updates: same field to rounding."""
+    a = _small_engine(kernels="numba", dtype=dtype).run(80)
+    b = _small_engine(kernels="numpy", dtype=dtype).run(80)
+    assert a.kernels == "numba" and b.kernels == "numpy" and a.p.dtype == np.dtype(dtype)
+    peak = float(np.abs(b.p).max())
+    assert peak > 1e3
+    assert float(np.abs(a.p - b.p).max()) < (1e-5 if dtype == "float32" else 1e-12) * peak
 
 
 def _small_engine(n=24, **cfg) -> KSpaceEngine:
@@ -71,9 +83,10 @@ def _small_engine(n=24, **cfg) -> KSpaceEngine:
     return KSpaceEngine(c, rho, alpha, 2.0, weights, signal, EngineConfig(DX_M, 1e-7, 6, 2.0, **cfg))
 
 
-def test_step_allocates_no_grid_sized_arrays():
-    eng = _small_engine(48)
-    assert eng.fft.backend == "pocketfft (out=)"
+@pytest.mark.parametrize("library, backend", [("fftw", "fftw"), ("pocketfft", "pocketfft (out=)")])
+def test_step_allocates_no_grid_sized_arrays(library, backend):
+    eng = _small_engine(48, fft_library=library, kernels="numpy")
+    assert eng.fft.backend == backend
     eng.run(3)
     tracemalloc.start()
     try:
@@ -90,11 +103,29 @@ def test_step_allocates_no_grid_sized_arrays():
     assert peak - base < limit < eng.p.nbytes / 2
 
 
-def test_scipy_fft_fallback_and_threads_give_the_same_field():
-    a = _small_engine(fft_workers=1).run(60)
-    b = _small_engine(fft_workers=2, fft_inplace=False).run(60)
-    assert b.fft.backend == "scipy.fft"
-    np.testing.assert_allclose(a.p, b.p, atol=1e-5 * float(np.abs(a.p).max()))
+def test_fused_step_allocates_no_grid_sized_arrays():
+    eng = _small_engine(48)
+    assert eng.kernels == "numba" and eng.fft.backend == "fftw"
+    eng.run(3)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        eng.run(5)
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert current - base < 16_384 and peak - base < eng.p.nbytes / 8
+
+
+def test_fft_libraries_and_threads_give_the_same_field():
+    a = _small_engine(fft_workers=1, fft_library="fftw").run(60)
+    assert a.fft.backend == "fftw" and a.fft.inverse_scale == pytest.approx(1 / 24 ** 3)
+    for library, workers, backend in (("pocketfft", 2, "pocketfft (out=)"), ("scipy", 2, "scipy.fft"),
+                                      ("fftw", 2, "fftw")):
+        b = _small_engine(fft_workers=workers, fft_library=library).run(60)
+        assert b.fft.backend == backend
+        np.testing.assert_allclose(a.p, b.p, atol=1e-5 * float(np.abs(a.p).max()))
 
 
 @pytest.mark.parametrize("staggered", [False, True])
@@ -117,6 +148,10 @@ def test_engine_refuses_power_law_absorption_and_bad_shapes():
                      np.zeros(4), EngineConfig(DX_M, 1e-7, 2))
     with pytest.raises(ValueError, match="device"):
         EngineConfig(DX_M, 1e-7, device="tpu")
+    with pytest.raises(ValueError, match="fft_library"):
+        EngineConfig(DX_M, 1e-7, fft_library="mkl")
+    with pytest.raises(ValueError, match="kernels"):
+        EngineConfig(DX_M, 1e-7, kernels="cython")
 
 
 def test_engine_is_a_config_field_outside_the_key():

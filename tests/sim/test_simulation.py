@@ -143,14 +143,46 @@ def test_failed_write_leaves_nothing_that_looks_complete(cli_run, tmp_path):
 
 
 def test_memory_estimate_grows_with_the_grid_and_covers_the_pml():
-    from tfus.sim.memory import BASELINE_BYTES
+    from tfus.sim.memory import BASELINE_BYTES as BASE, BOWL_SETUP_BYTES
 
-    small = estimate_memory_bytes(CONFIG, (32, 32, 32)) - BASELINE_BYTES
-    big = estimate_memory_bytes(CONFIG, (64, 64, 64)) - BASELINE_BYTES
+    BASELINE_BYTES = BASE + BOWL_SETUP_BYTES  # noqa: N806  (the grid-independent part)
+
+    kw = CONFIG.replace(engine="kwave")
+    small = estimate_memory_bytes(kw, (32, 32, 32)) - BASELINE_BYTES
+    big = estimate_memory_bytes(kw, (64, 64, 64)) - BASELINE_BYTES
     assert 4 * small < big < 10 * small
-    # measured (docs/PERFORMANCE.md): 64³ box, PML 10 -> 136 MB of traced NumPy buffers
-    assert estimate_memory_bytes(CONFIG.replace(pml_size=10), (64, 64, 64)) - BASELINE_BYTES > 136 * 2**20
-    assert estimate_memory_bytes(CONFIG, (256, 256, 256)) > 256**3 * 4 * 20
+    # measured (docs/PERFORMANCE.md): 64³ box, PML 10 -> 136 MB of traced NumPy buffers (k-wave's step)
+    assert estimate_memory_bytes(kw.replace(pml_size=10), (64, 64, 64)) - BASELINE_BYTES > 136 * 2**20
+    assert estimate_memory_bytes(kw, (256, 256, 256)) > 256**3 * 4 * 20
+    fast = CONFIG.replace(engine="tfus")
+    assert estimate_memory_bytes(fast, (64, 64, 64)) < estimate_memory_bytes(kw, (64, 64, 64))
+
+
+def test_memory_estimate_of_the_fast_engine_covers_what_a_simulation_holds():
+    """Traced peak of a whole tfus-engine solve (set-up included) against the estimate, minus the baseline."""
+    import tracemalloc
+
+    from tfus.sim.kwave_import import kwave_modules
+    from tfus.sim.memory import BASELINE_BYTES
+    from tfus.sim.solver import MediumArrays, solve_steady_state
+    from tfus.sim.source import BowlSource
+
+    kwave_modules()  # the imports' own allocations belong to BASELINE_BYTES, not to the simulation
+    box = (40, 40, 40)
+    c = np.full(box, 1500.0, np.float32)
+    rho = np.full(box, 1000.0, np.float32)
+    alpha = np.zeros(box, np.float32)
+    c[:, :, 14:18], rho[:, :, 14:18], alpha[:, :, 14:18] = 2800.0, 1900.0, 20.0
+    config = CONFIG.replace(engine="tfus", steady_tol=0.0, extra_cycles=0)
+    bowl = BowlSource((20.0, 20.0, 2.0), (20.0, 20.0, 30.0), 40e-3, 36e-3)
+    tracemalloc.start()
+    try:
+        solve_steady_state(MediumArrays(c, rho, alpha, 2.0), bowl, 200e3, 60e3, 1.5e-3, config, progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    estimate = estimate_memory_bytes(config, box) - BASELINE_BYTES
+    assert peak < estimate < 2.0 * peak, f"estimate {estimate / 2**20:.1f} MB, traced peak {peak / 2**20:.1f} MB"
 
 
 def test_kwave_binary_failure_is_one_clear_error():
