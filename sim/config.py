@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from tfus.sim.medium import MediumConfig
 
 WATER_SOUND_SPEED_M_S = 1500.0
@@ -21,14 +23,94 @@ WATER_SOUND_SPEED_M_S = 1500.0
 
 @dataclass(frozen=True)
 class TransducerConfig:
-    """A single-element spherically focused bowl."""
+    """A spherically focused bowl: one element (``rings_mm`` empty) or an annular array of rings on it.
+
+    Arrays (``sim.transducers``): ring ``r`` spans the projected diameters ``rings_mm[r]`` (mm), driven with
+    ``amplitude_pa · ring_amplitudes[r]`` (default 1) and phase ``ring_phases()[r]``: the explicit
+    ``ring_phases_rad``, or the geometric steering phases for ``focal_distance_mm`` (from the exit plane,
+    which lies ``exit_plane_to_focus_mm`` before the geometric focus; None: the rim plane), or all 0.
+    """
 
     frequency_hz: float = 250e3
     roc_mm: float = 50.0          # radius of curvature (geometric focal distance from the apex)
     aperture_mm: float = 40.0     # aperture diameter
     amplitude_pa: float = 60e3    # source surface pressure amplitude
+    name: str = "bowl"            # library name (sim.transducers.LIBRARY) or "custom"; a label
+    rings_mm: tuple = ()          # ((inner, outer) projected diameter, mm) per ring; () = one element
+    ring_amplitudes: tuple = ()   # relative amplitude per ring; () = all 1
+    ring_phases_rad: tuple = ()   # explicit phase per ring; () = from focal_distance_mm, else in phase
+    focal_distance_mm: float | None = None       # steering: focus this far past the exit plane (on the axis)
+    exit_plane_to_focus_mm: float | None = None  # exit plane's distance before the geometric focus
+    focal_range_mm: tuple | None = None          # the device's steerable range of focal_distance_mm
+    steering: str = "peak"        # "peak": the on-axis peak (O'Neil, water) at focal_distance_mm; "geometric"
 
     def __post_init__(self) -> None:
+        for name in ("rings_mm", "ring_amplitudes", "ring_phases_rad", "focal_range_mm"):
+            value = getattr(self, name)
+            if isinstance(value, list) or (isinstance(value, tuple) and name == "rings_mm"):
+                value = tuple(tuple(float(x) for x in v) if name == "rings_mm" else float(v) for v in value)
+                object.__setattr__(self, name, value)
+        self._check_bowl()
+        self._check_array()
+
+    def _check_array(self) -> None:
+        from tfus.sim.transducers import check_rings  # noqa: PLC0415
+
+        n = len(self.rings_mm)
+        if self.steering not in ("peak", "geometric"):
+            raise ValueError(f"`transducer.steering` must be 'peak' or 'geometric', got {self.steering!r}")
+        check_rings(self.rings_mm, self.roc_mm, self.aperture_mm, "`transducer.rings_mm`")
+        for name in ("ring_amplitudes", "ring_phases_rad"):
+            values = getattr(self, name)
+            if values and len(values) != n:
+                raise ValueError(f"`transducer.{name}` has {len(values)} values for {n} rings")
+        if any(a < 0 for a in self.ring_amplitudes) or (self.ring_amplitudes and not any(self.ring_amplitudes)):
+            raise ValueError("`transducer.ring_amplitudes` must be >= 0 and not all 0")
+        if self.focal_distance_mm is not None:
+            if not n:
+                raise ValueError("`focal_distance_mm` (steering) needs an annular array (`rings_mm`)")
+            if self.ring_phases_rad:
+                raise ValueError("give `focal_distance_mm` or `ring_phases_rad`, not both")
+            lo, hi = self.focal_range_mm or (0.0, float("inf"))
+            if not lo <= self.focal_distance_mm <= hi:
+                raise ValueError(f"`focal_distance_mm` {self.focal_distance_mm} is outside transducer "
+                                 f"{self.name!r}'s steering range {lo:g}-{hi:g} mm from the exit plane")
+
+    @property
+    def is_array(self) -> bool:
+        return len(self.rings_mm) > 0
+
+    def ring_phases(self) -> tuple[float, ...]:
+        """Phase per ring (rad): explicit, steered to ``focal_distance_mm``, or all 0."""
+        if self.ring_phases_rad:
+            return tuple(float(x) for x in self.ring_phases_rad)
+        if self.focal_distance_mm is None:
+            return (0.0,) * len(self.rings_mm)
+        from tfus.sim.transducers import peak_steering_phases, steering_phases  # noqa: PLC0415
+
+        args = (self.roc_mm, self.aperture_mm, self.rings_mm, self.exit_plane_to_focus_mm, self.focal_distance_mm,
+                self.frequency_hz)
+        phases = steering_phases(*args) if self.steering == "geometric" else peak_steering_phases(*args)[0]
+        return tuple(float(x) for x in phases)
+
+    def ring_drive(self) -> tuple[complex, ...]:
+        """Complex drive per ring, relative to ``amplitude_pa``: a_r · e^{iφ_r}."""
+        amps = self.ring_amplitudes or (1.0,) * len(self.rings_mm)
+        return tuple(complex(a * np.exp(1j * p)) for a, p in zip(amps, self.ring_phases()))
+
+    @classmethod
+    def from_library(cls, name_or_path: str, amplitude_pa: float = 60e3,
+                     focal_distance_mm: float | None = None) -> "TransducerConfig":
+        """A named transducer of ``sim.transducers.LIBRARY`` (or a custom YAML file), optionally steered."""
+        from tfus.sim.transducers import load_transducer  # noqa: PLC0415
+
+        spec = load_transducer(name_or_path)
+        return cls(frequency_hz=spec.frequency_hz, roc_mm=spec.roc_mm, aperture_mm=spec.aperture_mm,
+                   amplitude_pa=amplitude_pa, name=spec.name, rings_mm=spec.rings_mm,
+                   focal_distance_mm=focal_distance_mm, exit_plane_to_focus_mm=spec.exit_plane_to_focus_mm,
+                   focal_range_mm=spec.focal_range_mm)
+
+    def _check_bowl(self) -> None:
         if not 20e3 <= self.frequency_hz <= 5e6:
             raise ValueError(f"`frequency_hz` must be in [20 kHz, 5 MHz], got {self.frequency_hz}")
         if self.roc_mm <= 0:
@@ -125,6 +207,9 @@ class SimConfig:
         d = self.to_dict()
         d.pop("preset", None)
         d.pop("engine", None)
+        for name, default in _ARRAY_DEFAULTS.items():  # a single bowl keeps the keys it had before arrays
+            if d["transducer"].get(name) == default:
+                d["transducer"].pop(name)
         if not d.get("steady_tol"):  # fixed length: the run every key before this field described
             d.pop("steady_tol", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
@@ -132,6 +217,10 @@ class SimConfig:
     def replace(self, **changes) -> "SimConfig":
         return dataclasses.replace(self, **changes)
 
+
+_ARRAY_DEFAULTS = {"name": "bowl", "rings_mm": (), "ring_amplitudes": (), "ring_phases_rad": (),
+                   "focal_distance_mm": None, "exit_plane_to_focus_mm": None, "focal_range_mm": None,
+                   "steering": "peak"}
 
 PRESETS: dict[str, SimConfig] = {
     # Unit/integration tests: a 32³ window, seconds per simulation.
@@ -190,6 +279,15 @@ def load_sim_config(preset_or_path: str | Path) -> SimConfig:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of SimConfig fields")
     base = get_preset(data.pop("base")).to_dict() if "base" in data else {}
+    tr = data.get("transducer")
+    if isinstance(tr, str):  # `transducer: ctx500` = a library transducer (sim.transducers)
+        tr = {"library": tr}
+    if isinstance(tr, dict) and "library" in tr:  # `{library: ctx500, focal_distance_mm: 50, ...}`
+        tr = dict(tr)
+        lib = TransducerConfig.from_library(tr.pop("library"), tr.pop("amplitude_pa", 60e3),
+                                            tr.pop("focal_distance_mm", None))
+        data["transducer"] = {**dataclasses.asdict(lib), **tr}
+        base.pop("transducer", None)
     for sub in ("transducer", "medium"):
         if sub in data and sub in base:
             data[sub] = {**base[sub], **data[sub]}
@@ -202,14 +300,24 @@ def load_sim_config(preset_or_path: str | Path) -> SimConfig:
 def with_overrides(config: SimConfig, *, frequency_hz: float | None = None, roc_mm: float | None = None,
                    aperture_mm: float | None = None, amplitude_pa: float | None = None,
                    spacing_mm: float | None = None, ppw: float | None = None,
-                   whole_grid: bool = False) -> SimConfig:
+                   whole_grid: bool = False, transducer: str | None = None,
+                   focal_distance_mm: float | None = None) -> SimConfig:
     """``config`` with the transducer and grid settings a user overrides (None = keep).
+
+    ``transducer``: a library name or YAML file (``sim.transducers``) replacing the preset's bowl (its
+    frequency too, unless ``frequency_hz`` is given); ``focal_distance_mm``: steer the (array) transducer.
 
     ``ppw``: points per wavelength in water (sets the spacing; exclusive with ``spacing_mm``);
     ``whole_grid``: no fixed window (simulate the whole CT or a crop box given to ``simulate``).
     """
     if ppw is not None and spacing_mm is not None:
         raise ValueError("give `ppw` or `spacing_mm`, not both")
+    if transducer is not None:
+        config = config.replace(transducer=TransducerConfig.from_library(
+            transducer, config.transducer.amplitude_pa, focal_distance_mm))
+    elif focal_distance_mm is not None:
+        config = config.replace(transducer=dataclasses.replace(config.transducer,
+                                                               focal_distance_mm=focal_distance_mm))
     changes = {k: v for k, v in (("frequency_hz", frequency_hz), ("roc_mm", roc_mm),
                                  ("aperture_mm", aperture_mm), ("amplitude_pa", amplitude_pa)) if v is not None}
     transducer = dataclasses.replace(config.transducer, **changes)

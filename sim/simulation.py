@@ -106,8 +106,12 @@ def simulate_window(window: Window, config: SimConfig, inputs: dict, progress: b
     med = hu_to_medium(window.ct_hu, config.medium, tr.frequency_hz)
     medium = MediumArrays(med.sound_speed_m_s, med.density_kg_m3, med.alpha_coeff_db_mhz_y_cm, med.alpha_power)
     bowl = BowlSource(tuple(window.world_to_voxel(window.bowl.apex_mm)),
-                      tuple(window.world_to_voxel(window.bowl.focus_mm)), tr.roc_mm * 1e-3, tr.aperture_mm * 1e-3)
+                      tuple(window.world_to_voxel(window.bowl.focus_mm)), tr.roc_mm * 1e-3, tr.aperture_mm * 1e-3,
+                      tuple((a * 1e-3, b * 1e-3) for a, b in tr.rings_mm), tr.ring_drive())
     spacing_m = window.spacing_mm * 1e-3
+    if kwave_binary and tr.is_array:
+        raise ValueError("`--kwave-binary` supports single bowls only; an annular array runs on the tfus or "
+                         "kwave engines")
     if kwave_binary:
         from tfus.sim.solver_cpp import solve_steady_state_cpp  # noqa: PLC0415
         state = solve_steady_state_cpp(medium, bowl, tr.frequency_hz, tr.amplitude_pa, spacing_m, config,
@@ -146,10 +150,27 @@ def _summary(state, window: Window, config: SimConfig, inputs: dict, c_min: floa
         "affine": np.asarray(window.affine).tolist(),
         "solver": state.info.get("solver", "kwave-python kspace_solver.Simulation (streaming lock-in)"),
         "engine": state.info.get("engine", "kwave-binary"),  # "tfus" | "kwave" (sim.solver); else the C++ binary
+        **_transducer_summary(window, config),
         "inputs": inputs,
         "config": config.to_dict(),
         "config_key": config.key(),
     }
+
+
+def _transducer_summary(window: Window, config: SimConfig) -> dict:
+    """Name, exit plane and (arrays) the requested focus and ring phases, world mm / rad."""
+    from tfus.sim.transducers import exit_plane_depth_mm  # noqa: PLC0415
+
+    tr, bowl = config.transducer, window.bowl
+    exit_plane = np.asarray(bowl.apex_mm) + exit_plane_depth_mm(tr.roc_mm, tr.aperture_mm,
+                                                                tr.exit_plane_to_focus_mm) * bowl.axis
+    out = {"transducer": tr.name, "exit_plane_mm": [float(x) for x in exit_plane]}
+    if tr.is_array:
+        requested = exit_plane + tr.focal_distance_mm * bowl.axis if tr.focal_distance_mm is not None else None
+        out.update(ring_phases_rad=[float(x) for x in tr.ring_phases()],
+                   focal_distance_mm=tr.focal_distance_mm,
+                   requested_focus_mm=None if requested is None else [float(x) for x in requested])
+    return out
 
 
 def _finite(value):

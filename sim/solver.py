@@ -29,7 +29,7 @@ import numpy as np
 from tfus.sim.config import SimConfig
 from tfus.sim.engine import db_to_neper
 from tfus.sim.lockin import LockIn, LockInPlan, focus_region, lockin_plan
-from tfus.sim.source import BowlSource, StreamingPressureSource, bowl_grid_weights, drive_signal
+from tfus.sim.source import BowlSource, StreamingPressureSource, source_terms
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +245,10 @@ def solve_steady_state(medium: MediumArrays, bowl: BowlSource, frequency_hz: flo
     taxis = make_time_axis(shape, spacing_m, c_min, c_max, frequency_hz, config,
                            dt_limit=absorbing_dt_limit(medium, spacing_m))
     padded, _ = padded_layout(shape, config.pml_size)
-    weights = bowl_grid_weights(bowl, padded, config.pml_size, spacing_m)
-    signal = drive_signal(taxis.n_steps, taxis.dt, frequency_hz, amplitude_pa, config.ramp_cycles)
+    terms = source_terms(bowl, padded, config.pml_size, spacing_m, taxis.n_steps, taxis.dt, frequency_hz,
+                         amplitude_pa, config.ramp_cycles)
+    weights, signal = [w for w, _ in terms], [s for _, s in terms]
+    del terms
     t0 = time.perf_counter()
     sim, n_points, info = _build_stepper(engine, medium, taxis, spacing_m, config, device, weights, signal,
                                          fft_workers)

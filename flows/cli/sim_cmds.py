@@ -33,6 +33,10 @@ def _register_simulate(sub) -> None:
     p.add_argument("--roc-mm", type=float, help="radius of curvature (mm)")
     p.add_argument("--aperture-mm", type=float, help="aperture diameter (mm)")
     p.add_argument("--amplitude-pa", type=float, help="source surface pressure amplitude (Pa)")
+    p.add_argument("--transducer", help="a named transducer (ctx250, ctx500, ctx560, dpx500, bowl-demo, ...) "
+                                        "or a YAML file of one; replaces the preset's bowl and frequency")
+    p.add_argument("--focal-distance-mm", type=float,
+                   help="annular arrays: steer the focus this far past the exit plane (mm)")
     res = p.add_mutually_exclusive_group()
     res.add_argument("--spacing-mm", type=float, help="grid spacing (mm)")
     res.add_argument("--ppw", type=float, help="points per wavelength in water (sets the spacing)")
@@ -76,7 +80,9 @@ def build_config(args: argparse.Namespace):
         raise ValueError(f"--crop-mm takes 1 or 3 values, got {len(args.crop_mm)}")
     config = with_overrides(load_sim_config(args.preset), frequency_hz=args.frequency_hz, roc_mm=args.roc_mm,
                             aperture_mm=args.aperture_mm, amplitude_pa=args.amplitude_pa,
-                            spacing_mm=args.spacing_mm, ppw=args.ppw, whole_grid=args.crop_mm is not None)
+                            spacing_mm=args.spacing_mm, ppw=args.ppw, whole_grid=args.crop_mm is not None,
+                            transducer=getattr(args, "transducer", None),
+                            focal_distance_mm=getattr(args, "focal_distance_mm", None))
     engine = getattr(args, "engine", None)
     return config.replace(engine=engine) if engine else config
 
