@@ -13,6 +13,12 @@
    its axis follows the inward normal (target = geometric focus = apex + roc·inward normal) or aims at an
    explicit target. A candidate is rejected (and the next one taken) unless the bowl stays out of the
    head, the target is inside it, and :func:`sim.window.plan_window` accepts it with this config.
+6. Annular arrays (``config.transducer.rings_mm``): the *exit plane* sits ``standoff_mm`` outside the scalp
+   (the devices are coupled by their front face), the apex ``exit_plane_depth`` behind it. With an explicit
+   target the axis runs from the exit plane's centre through the scalp point to the target, and the steering
+   distance is the exit plane → target distance, carried by the placement
+   (``focal_distance_mm``); a target outside the device's steerable range rejects the candidate. Without a
+   target the array aims along the inward normal at its configured focal distance (or geometric focus).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class Placement:
     position_mm: tuple[float, float, float]
     target_mm: tuple[float, float, float]
     scalp_mm: tuple[float, float, float] | None = None
+    focal_distance_mm: float | None = None  # arrays aimed at a target: steering distance from the exit plane
 
     def __post_init__(self) -> None:
         for name in ("position_mm", "target_mm", "scalp_mm"):
@@ -58,7 +65,8 @@ class Placement:
 
     def to_dict(self) -> dict:
         return {"position_mm": list(self.position_mm), "target_mm": list(self.target_mm),
-                "scalp_mm": list(self.scalp_mm) if self.scalp_mm is not None else None}
+                "scalp_mm": list(self.scalp_mm) if self.scalp_mm is not None else None,
+                **({"focal_distance_mm": self.focal_distance_mm} if self.focal_distance_mm is not None else {})}
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,11 +136,36 @@ def _inside(scalp: _Scalp, points_mm: np.ndarray) -> np.ndarray:
 
 
 def _try(volume, scalp, point, normal, target, config) -> Placement | None:
+    from tfus.sim.transducers import exit_plane_depth_mm  # noqa: PLC0415
+
     tr = config.transducer
     depth = tr.roc_mm - np.sqrt(max(tr.roc_mm ** 2 - (tr.aperture_mm / 2) ** 2, 0.0))  # rim height
-    apex = point + (config.standoff_mm + depth) * normal
-    if target is None:
-        target = apex - tr.roc_mm * normal
+    focal_distance = None
+    if tr.is_array:  # the exit plane on the scalp (with the stand-off)
+        exit_depth = exit_plane_depth_mm(tr.roc_mm, tr.aperture_mm, tr.exit_plane_to_focus_mm)
+        stand = config.standoff_mm + max(depth - exit_depth, 0.0)  # a rim in front of the exit plane stays off
+        if target is None:
+            exit_centre = point + stand * normal
+            reach = tr.focal_distance_mm if tr.focal_distance_mm is not None else tr.roc_mm - exit_depth
+            target = exit_centre - reach * normal
+            apex = exit_centre + exit_depth * normal
+        else:  # the exit plane's centre on the line from the target through the scalp point
+            inward = np.asarray(target, float) - point
+            if np.linalg.norm(inward) < 1e-6 or inward @ normal >= 0:
+                return None
+            inward /= np.linalg.norm(inward)
+            exit_centre = point - stand * inward
+            apex = exit_centre - exit_depth * inward
+            focal_distance = float(np.linalg.norm(np.asarray(target, float) - exit_centre))
+            lo, hi = tr.focal_range_mm or (0.0, np.inf)
+            if not lo <= focal_distance <= hi:
+                log.debug("placement at %s rejected: target %.1f mm past the exit plane, outside %s's "
+                          "steering range %g-%g mm", np.round(point, 1), focal_distance, tr.name, lo, hi)
+                return None
+    else:
+        apex = point + (config.standoff_mm + depth) * normal
+        if target is None:
+            target = apex - tr.roc_mm * normal
     try:
         bowl = Bowl(tuple(apex), tuple(target), tr.roc_mm, tr.aperture_mm)
         plan_window(volume, apex, target, config)
@@ -143,7 +176,7 @@ def _try(volume, scalp, point, normal, target, config) -> Placement | None:
         return None
     if not _inside(scalp, np.asarray(target, dtype=float)[None])[0]:
         return None
-    return Placement(tuple(apex), tuple(target), tuple(point))
+    return Placement(tuple(apex), tuple(target), tuple(point), focal_distance)
 
 
 def plan_placements(volume: Volume, n: int, seed: int, config, targets_mm=None) -> list[Placement]:
@@ -174,5 +207,8 @@ def plan_placements(volume: Volume, n: int, seed: int, config, targets_mm=None) 
             chosen.append(placement)
             if len(chosen) == n:
                 return chosen
+    steer = (f", steering range {config.transducer.focal_range_mm} mm from the exit plane"
+             if config.transducer.is_array and targets is not None and config.transducer.focal_range_mm else "")
     raise ValueError(f"only {len(chosen)} of {n} placements fit this CT with this configuration "
-                     f"(window {config.window_shape} at {config.spacing_mm} mm, standoff {config.standoff_mm} mm)")
+                     f"(window {config.window_shape} at {config.spacing_mm} mm, standoff {config.standoff_mm} mm"
+                     f"{steer})")

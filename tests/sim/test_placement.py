@@ -128,3 +128,26 @@ def test_oblique_ct_affine_gives_world_normals():
     r = np.linalg.norm(radial, axis=1)
     assert np.all(np.abs(r - 45.0) < 2.1)
     assert np.median(np.sum(scalp.normals * radial / r[:, None], axis=1)) > 0.99
+
+
+def test_annular_array_sits_on_its_exit_plane_and_steers_to_the_target():
+    from tfus.sim.config import TransducerConfig
+    from tfus.sim.transducers import exit_plane_depth_mm
+
+    config = CONFIG.replace(transducer=TransducerConfig.from_library("ctx250"), window_shape=(64, 64, 64))
+    tr = config.transducer
+    vol = _sphere_head(-1000.0, radius=60.0)
+    centre = np.array([3.0, -2.0, 1.0])
+    target = tuple(centre + (0.0, 0.0, 15.0))
+    exit_depth = exit_plane_depth_mm(tr.roc_mm, tr.aperture_mm, tr.exit_plane_to_focus_mm)
+    placements = plan_placements(vol, 2, seed=0, config=config, targets_mm=[target])
+    for p in placements:
+        axis = np.subtract(p.target_mm, p.position_mm)
+        axis /= np.linalg.norm(axis)
+        exit_centre = np.asarray(p.position_mm) + exit_depth * axis
+        # the exit plane sits the stand-off outside the scalp; the steering distance reaches the target
+        assert np.linalg.norm(exit_centre - np.asarray(p.scalp_mm)) == pytest.approx(config.standoff_mm, abs=0.2)
+        assert p.focal_distance_mm == pytest.approx(np.linalg.norm(np.subtract(p.target_mm, exit_centre)), abs=1e-3)
+        assert 25.0 <= p.focal_distance_mm <= 60.0 and p.to_dict()["focal_distance_mm"] == p.focal_distance_mm
+    with pytest.raises(ValueError, match="steering range"):  # deeper than any CTX-250 setting reaches
+        plan_placements(vol, 1, seed=0, config=config, targets_mm=[tuple(centre - (0.0, 0.0, 40.0))])
