@@ -82,6 +82,8 @@ CASES = {
     "small": AnnularCase("ctx500", 0.5, 250e3, 1.2e-3, pml_size=8),
     # CTX-250 at full size and its own 250 kHz, 1.0 mm = 6 PPW: the steering range as the device has it
     "ctx250": AnnularCase("ctx250", 1.0, 250e3, 1.0e-3, pml_size=10),
+    # CTX-500 at half size and 500 kHz (D/λ 10.7, as the CTX-250 at 250 kHz), 0.6 mm = 5 PPW: steering at 500 kHz
+    "ctx500_half": AnnularCase("ctx500", 0.5, 500e3, 0.6e-3, pml_size=10),
 }
 
 
