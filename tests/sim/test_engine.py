@@ -7,7 +7,6 @@ the engine with ``_build_stepper("tfus")``. 200 steps carry the wave through the
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
