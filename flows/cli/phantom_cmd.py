@@ -25,6 +25,10 @@ def register_phantom(subparsers) -> None:
     q.add_argument("--preset", default="demo", help="preset name or YAML/JSON config file (default demo)")
     q.add_argument("--target", type=float, nargs=3, action="append", metavar=("X", "Y", "Z"),
                    help="aim at this world target (mm); repeat for several; default: along the scalp normal")
+    q.add_argument("--transducer", help="a named transducer (ctx250, ctx500, ...) or a YAML file; an annular "
+                                        "array sits on its exit plane and gets the focal distance to --target")
+    q.add_argument("--focal-distance-mm", type=float,
+                   help="annular arrays without --target: steer this far past the exit plane")
     q.set_defaults(handler=_plan)
 
 
@@ -43,11 +47,12 @@ def _phantom(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from tfus.sim.config import load_sim_config  # noqa: PLC0415
+    from tfus.sim.config import load_sim_config, with_overrides  # noqa: PLC0415
     from tfus.sim.ingest import load_volume  # noqa: PLC0415
     from tfus.sim.placement import plan_placements  # noqa: PLC0415
 
-    config = load_sim_config(args.preset)
+    config = with_overrides(load_sim_config(args.preset), transducer=getattr(args, "transducer", None),
+                            focal_distance_mm=getattr(args, "focal_distance_mm", None))
     volume = load_volume(args.ct)
     placements = plan_placements(volume, args.n, args.seed, config, targets_mm=args.target)
     print(json.dumps([p.to_dict() for p in placements], indent=2))

@@ -151,3 +151,23 @@ def test_annular_array_sits_on_its_exit_plane_and_steers_to_the_target():
         assert 25.0 <= p.focal_distance_mm <= 60.0 and p.to_dict()["focal_distance_mm"] == p.focal_distance_mm
     with pytest.raises(ValueError, match="steering range"):  # deeper than any CTX-250 setting reaches
         plan_placements(vol, 1, seed=0, config=config, targets_mm=[tuple(centre - (0.0, 0.0, 40.0))])
+
+
+def test_plan_cli_puts_an_array_on_the_scalp_aimed_at_a_target(tmp_path, capsys):
+    import argparse
+    import json
+
+    from tfus.flows.cli.phantom_cmd import register_phantom
+    from tfus.sim.ingest import save_nifti
+
+    vol = _sphere_head(-1000.0, radius=60.0)
+    ct = save_nifti(vol.hu, vol.affine, tmp_path / "sphere.nii.gz")
+    cfg = tmp_path / "wide.yaml"
+    cfg.write_text("base: test\nwindow_shape: [64, 64, 64]\n")
+    parser = argparse.ArgumentParser()
+    register_phantom(parser.add_subparsers())
+    args = parser.parse_args(["plan", "--ct", str(ct), "--n", "1", "--preset", str(cfg), "--transducer", "ctx250",
+                              "--target", "3", "-2", "16"])
+    assert args.handler(args) == 0
+    plan = json.loads(capsys.readouterr().out)[0]
+    assert plan["target_mm"] == [3.0, -2.0, 16.0] and 25.0 <= plan["focal_distance_mm"] <= 60.0
