@@ -270,14 +270,9 @@ def load_sim_config(preset_or_path: str | Path) -> SimConfig:
     if not path.exists():
         raise FileNotFoundError(f"simulation config {text!r} is neither a preset "
                                 f"({', '.join(PRESETS)}) nor an existing file")
-    import yaml  # noqa: PLC0415
+    from tfus.sim.yamlfile import read_mapping  # noqa: PLC0415
 
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML/JSON ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of SimConfig fields")
+    data = read_mapping(path, "SimConfig fields")
     base = get_preset(data.pop("base")).to_dict() if "base" in data else {}
     tr = data.get("transducer")
     if isinstance(tr, str):  # `transducer: ctx500` = a library transducer (sim.transducers)

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tfus.sim.source import as_terms
+
 N_DIM = 3  # pressure sources split evenly over the three density components (k-wave-python: ndim)
 
 
@@ -301,6 +303,7 @@ class KSpaceEngine:
         self.config = config
         self.dtype = np.dtype(config.dtype).type
         self.shape = tuple(int(n) for n in np.shape(sound_speed))
+        weights, signal = as_terms(weights, signal)
         self._check_shapes(density, alpha_coeff, weights)
         self.fft_workers = int(config.fft_workers or default_fft_workers()) if config.device == "cpu" else None
         self.fft = Transforms(self.shape, self.dtype, config.device, self.fft_workers or 1, config.fft_library)
@@ -337,8 +340,7 @@ class KSpaceEngine:
     def _check_shapes(self, density, alpha_coeff, weights) -> None:
         if len(self.shape) != N_DIM:
             raise ValueError(f"`sound_speed` must be a 3D array, got shape {self.shape}")
-        many = weights if isinstance(weights, (list, tuple)) else [weights]
-        for name, arr in (("density", density), ("alpha_coeff", alpha_coeff), *(("weights", w) for w in many)):
+        for name, arr in (("density", density), ("alpha_coeff", alpha_coeff), *(("weights", w) for w in weights)):
             if arr is not None and np.shape(arr) != self.shape:
                 raise ValueError(f"`{name}` shape {np.shape(arr)} differs from `sound_speed` {self.shape}")
 
@@ -382,10 +384,6 @@ class KSpaceEngine:
         """S = F⁻¹[cos(c_ref|k|dt/2)·F[w·2dt/(3 c0)]] once (float64 on the host); per step s(t)·S/d_i."""
         import scipy.fft as sfft  # noqa: PLC0415
 
-        many = isinstance(weights, (list, tuple))
-        weights, signal = (list(weights), list(signal)) if many else ([weights], [signal])
-        if len(weights) != len(signal) or not weights:
-            raise ValueError(f"{len(weights)} source weights for {len(signal)} drive signals")
         workers = self.fft_workers or default_fft_workers()
         scale = 2.0 * self.dt / (N_DIM * c0.astype(np.float64))
         self._sources, self._signals, support = [], [], None
@@ -465,7 +463,6 @@ class KSpaceEngine:
 
     def _mass(self, source, s: float) -> None:
         xp, src = self.xp, self._src_step
-        self._source = source
         if s != 0.0 and self._isotropic:  # the same source term for the three density components
             self._slabs.run(lambda sl: xp.multiply(source[sl], s / self.spacing[0], out=src[sl]))
         for i in range(N_DIM):
@@ -477,9 +474,9 @@ class KSpaceEngine:
                 q *= _rows(div_op, sl)
             self._slabs.run(filt)
             div = self.fft.inverse(spec)
-            self._slabs.run(lambda sl, i=i, div=div: self._mass_rows(sl, i, div, s))
+            self._slabs.run(lambda sl, i=i, div=div: self._mass_rows(sl, i, div, source, s))
 
-    def _mass_rows(self, sl: slice, i: int, div, s: float) -> None:
+    def _mass_rows(self, sl: slice, i: int, div, source, s: float) -> None:
         xp, d = self.xp, div[sl]
         if self._div_total is not None:
             if i == 0:
@@ -493,7 +490,7 @@ class KSpaceEngine:
         if s != 0.0:
             src = self._src_step[sl]
             if not self._isotropic:
-                xp.multiply(self._source[sl], s / self.spacing[i], out=src)
+                xp.multiply(source[sl], s / self.spacing[i], out=src)
             rho += src
 
     def _state(self) -> None:

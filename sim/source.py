@@ -49,6 +49,17 @@ class BowlSource:
             raise ValueError(f"{len(self.ring_drive)} ring drives for {len(self.rings_m)} rings")
 
 
+def as_terms(weights, signal) -> tuple[list, list]:
+    """(weights list, signal list) from one grid and its drive, or from lists of them (``source_terms``)."""
+    if isinstance(weights, (list, tuple)):
+        weights, signal = list(weights), list(signal)
+    else:
+        weights, signal = [weights], [signal]
+    if len(weights) != len(signal) or not weights:
+        raise ValueError(f"{len(weights)} source weights for {len(signal)} drive signals")
+    return weights, signal
+
+
 def source_terms(bowl: BowlSource, padded_shape, pml_size: int, spacing_m: float, n_steps: int, dt: float,
                  frequency_hz: float, amplitude_pa: float, ramp_cycles: float) -> list[tuple[np.ndarray, np.ndarray]]:
     """The source as (grid weights, drive signal) terms whose sum Σ w_k·s_k(t) is the injected pressure.
@@ -118,7 +129,7 @@ def _element_weights(bowl: BowlSource, padded_shape, pml_size: int, spacing_m: f
     focus = vox_to_grid_m(bowl.focus_vox, padded_shape, pml_size, spacing_m)
     add(karray, position, focus)
     if vectorised and _fast_path_applies(karray, kgrid):
-        weights = _bowl_weights_vectorised(karray, kgrid)
+        weights = _element_weights_vectorised(karray, kgrid)
     else:
         weights = np.asarray(karray.get_element_grid_weights(kgrid, 0), dtype=np.float64)
     if not np.any(weights):
@@ -133,8 +144,9 @@ def _fast_path_applies(karray, kgrid) -> bool:
             and not karray.single_precision and karray.elements[0].type in ("bowl", "annulus"))
 
 
-def _bowl_weights_vectorised(karray, kgrid, element_num: int = 0) -> np.ndarray:
-    """``kWaveArray.get_off_grid_points(kgrid, element_num, False)`` for a bowl, with the loop vectorised."""
+def _element_weights_vectorised(karray, kgrid, element_num: int = 0) -> np.ndarray:
+    """``kWaveArray.get_off_grid_points(kgrid, element_num, False)`` for a bowl or an annulus, the loop
+    vectorised."""
     import math  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
@@ -179,8 +191,7 @@ class StreamingPressureSource:
     def __init__(self, sim, weights, signal) -> None:
         """``weights``/``signal``: one grid and its drive, or lists of them (``source_terms``), summed."""
         xp = sim.xp
-        many = isinstance(weights, (list, tuple))
-        weights, signal = (list(weights), list(signal)) if many else ([weights], [signal])
+        weights, signal = as_terms(weights, signal)
         flats = [np.asarray(w, dtype=np.float64).ravel(order="C") for w in weights]  # the solver's mask order
         idx = np.flatnonzero(np.any(np.stack(flats) != 0, axis=0))
         self._idx = xp.asarray(idx)

@@ -120,14 +120,9 @@ def load_transducer(name_or_path: str) -> TransducerSpec:
     path = Path(text)
     if not path.is_file():
         raise ValueError(f"unknown transducer {text!r}: choose one of {', '.join(LIBRARY)} or give a YAML file")
-    import yaml  # noqa: PLC0415
+    from tfus.sim.yamlfile import read_mapping  # noqa: PLC0415
 
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of transducer fields")
+    data = read_mapping(path, "transducer fields")
     data.setdefault("name", "custom")
     known = set(TransducerSpec.__dataclass_fields__)
     unknown = set(data) - known
