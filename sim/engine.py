@@ -186,21 +186,31 @@ class Transforms:
         out[...] = 0
         return out
 
-    def forward(self, x):
+    def forward(self, x, out=None):
+        """The half spectrum of ``x``, into ``out`` (an ``empty`` half-spectrum array) or the shared buffer."""
         if self._fftw is not None:
-            return self._fftw_fw(x, self._spec)
+            return self._fftw_fw(x, self._spec if out is None else out)
         if self._pp is None:
-            return self._fft.rfftn(x, **self._kw())
-        return self._pp.r2c(x, (0, 1, 2), True, 0, self._spec, self.workers)
+            return self._into(self._fft.rfftn(x, **self._kw()), out)
+        return self._pp.r2c(x, (0, 1, 2), True, 0, self._spec if out is None else out, self.workers)
 
-    def inverse(self, spec):
-        """The real field of ``spec`` times ``1/N`` (``inverse_scale`` = 1) or times 1 (``inverse_scale`` = 1/N)."""
+    def inverse(self, spec, out=None):
+        """The real field of ``spec`` times ``1/N`` (``inverse_scale`` = 1) or times 1 (``inverse_scale`` = 1/N),
+        into ``out`` (an ``empty`` real grid) or the shared buffer."""
         if self._fftw is not None:
-            return self._fftw_bw(spec, self._real, normalise_idft=False)
+            return self._fftw_bw(spec, self._real if out is None else out, normalise_idft=False)
         if self._pp is None:
-            return self._fft.irfftn(spec, s=self.shape, **self._kw())
+            return self._into(self._fft.irfftn(spec, s=self.shape, **self._kw()), out)
         self._pp.c2c(spec, (0, 1), False, 2, spec, self.workers)  # in place: ``spec`` is consumed
-        return self._pp.c2r(spec, (2,), self.shape[2], False, 2, self._real, self.workers)
+        return self._pp.c2r(spec, (2,), self.shape[2], False, 2, self._real if out is None else out,
+                            self.workers)
+
+    @staticmethod
+    def _into(result, out):
+        if out is None:
+            return result
+        out[...] = result
+        return out
 
     def _kw(self) -> dict:
         return {"workers": self.workers} if self.xp is np else {}
@@ -308,6 +318,8 @@ class KSpaceEngine:
         self.fft_workers = int(config.fft_workers or default_fft_workers()) if config.device == "cpu" else None
         self.fft = Transforms(self.shape, self.dtype, config.device, self.fft_workers or 1, config.fft_library)
         self.xp = xp = self.fft.xp
+        self._fused = self.fused = self._init_kernels(config)  # public: the lock-in uses it too
+        self.kernels = "numba" if self._fused is not None else "numpy"
         c0 = np.asarray(sound_speed, self.dtype)
         self.c_ref = float(c0.max()) if config.c_ref_m_s is None else float(config.c_ref_m_s)
         self.dt, self.spacing = float(config.dt_s), config.spacings_m
@@ -318,12 +330,26 @@ class KSpaceEngine:
         self.p = zeros(self.shape, self.dtype)
         self.u = [zeros(self.shape, self.dtype) for _ in range(N_DIM)]
         self.rho = [zeros(self.shape, self.dtype) for _ in range(N_DIM)]  # split density (one PML each)
-        self._spec = self.fft.empty(self.fft.half_shape, self.fft.complex_dtype)
-        self._src_step = xp.empty(self.shape, self.dtype)
+        self._init_buffers()
         self._slabs = Slabs(self.shape[0], self.fft_workers or 1)
-        self._fused = self._init_kernels(config)
-        self.kernels = "numba" if self._fused is not None else "numpy"
         self.t = 0
+
+    def _init_buffers(self) -> None:
+        """Work arrays of a step. Fused: three spectra and three real grids (the three axes' transforms of
+        a stage are done before its one update pass; the transforms' own real buffer is the first grid).
+        NumPy: one spectrum, the per-step source and (absorbing) the divergence total."""
+        fft = self.fft
+        if self._fused is not None:
+            # F[p] stays in the transforms' own buffer: the gradient pass must not write over its input
+            self._specs = [fft.empty(fft.half_shape, fft.complex_dtype) for _ in range(N_DIM)]
+            self._work = [fft.inverse(self._specs[0])] + [fft.empty(self.shape, self.dtype)
+                                                          for _ in range(N_DIM - 1)]
+            self._scratch = self._work[1]  # free when the source terms are mixed, before the transforms
+            return
+        self._spec = fft.empty(fft.half_shape, fft.complex_dtype)
+        self._src_step = self._scratch = self.xp.empty(self.shape, self.dtype)
+        if self._absorb is not None:
+            self._div_total = self.xp.empty(self.shape, self.dtype)
 
     def _init_kernels(self, config: EngineConfig):
         """``sim.kernels.FusedKernels`` on the CPU when Numba is there (or asked for), else None (NumPy)."""
@@ -363,14 +389,19 @@ class KSpaceEngine:
 
     def _init_medium(self, c0, rho0, alpha_coeff, alpha_power: float, pml, pml_sg) -> None:
         """Coefficients with the PML folded in: u ← pml'²·u − (pml'·dt/ρ0')·∇p, ρ ← pml²·ρ − (pml·dt·ρ0)·∇·u
-        (k-Wave's pml·(pml·u − …) with one pass fewer per axis)."""
+        (k-Wave's pml·(pml·u − …) with one pass fewer per axis). The fused kernels form pml·(dt·ρ0) from the
+        1D profile and one grid; the NumPy updates take a grid per axis."""
         xp, dt, real = self.xp, self.dt, self.dtype
         self._c0_sq = xp.asarray(c0 ** 2)
         self._pml2 = [xp.asarray((q * q).astype(real)) for q in pml]
         self._pml2_sg = [xp.asarray((q * q).astype(real)) for q in pml_sg]
         self._u_coef = [xp.asarray((q * (dt / staggered_density(rho0, i))).astype(real))
                         for i, q in enumerate(pml_sg)]
-        self._rho_coef = [xp.asarray((q * (dt * rho0)).astype(real)) for q in pml]
+        if self._fused is not None:
+            self._pml = [q.astype(real) for q in pml]
+            self._rho_dt = (dt * rho0).astype(real)
+        else:
+            self._rho_coef = [xp.asarray((q * (dt * rho0)).astype(real)) for q in pml]
         self._absorb = self._div_total = None
         if alpha_coeff is None or not np.any(np.asarray(alpha_coeff) != 0):
             return
@@ -378,7 +409,6 @@ class KSpaceEngine:
             raise ValueError(f"`alpha_power` must be 2 (Stokes absorption), got {alpha_power}")
         tau = -2.0 * db_to_neper(np.asarray(alpha_coeff, np.float64), alpha_power) * c0
         self._absorb = xp.asarray((tau * rho0).astype(real))  # p gets c0²·τ·ρ0·Σ∇·u
-        self._div_total = xp.empty(self.shape, real)
 
     def _init_source(self, c0: np.ndarray, weights, signal) -> None:
         """S = F⁻¹[cos(c_ref|k|dt/2)·F[w·2dt/(3 c0)]] once (float64 on the host); per step s(t)·S/d_i."""
@@ -413,7 +443,7 @@ class KSpaceEngine:
         return mix, 1.0
 
     def _mix_rows(self, sl: slice, live) -> None:
-        out, scratch = self._mix[sl], self._src_step[sl]  # _src_step is free until _mass fills it
+        out, scratch = self._mix[sl], self._scratch[sl]  # free until the step's transforms and updates
         self.xp.multiply(live[0][0][sl], live[0][1], out=out)
         for src, v in live[1:]:
             self.xp.multiply(src[sl], v, out=scratch)
@@ -432,18 +462,21 @@ class KSpaceEngine:
         return self
 
     def _fused_step(self, src, s: float) -> None:
-        """The same update as ``_momentum``/``_mass``/``_state``, one pass per update (``sim.kernels``)."""
-        k, fft = self._fused, self.fft
-        spec = fft.forward(self.p)
-        for i in range(N_DIM):
-            k.spectrum_times(spec, self._kappa, self._grad[i], i, self._spec)
-            k.velocity(self.u[i], self._pml2_sg[i], self._u_coef[i], fft.inverse(self._spec), i)
-        for i in range(N_DIM):
-            spec = fft.forward(self.u[i])
-            k.spectrum_times(spec, self._kappa, self._div[i], i, spec)
-            k.density(self.rho[i], self._pml2[i], self._rho_coef[i], fft.inverse(spec), i, self._div_total,
-                      i == 0, self._sources[0] if src is None else src, s / self.spacing[i])
-        k.pressure(self.p, self.rho, self._c0_sq, self._absorb, self._div_total)
+        """The same update as ``_momentum``/``_mass``/``_state`` in four passes (``sim.kernels``): gradient
+        spectra, velocities, divergence spectra, densities with the pressure; the transforms in between."""
+        k, fft, specs, work = self._fused, self.fft, self._specs, self._work
+        k.gradient_spectra(fft.forward(self.p), self._kappa, self._grad, specs)
+        for spec, out in zip(specs, work):
+            fft.inverse(spec, out)
+        k.velocity(self.u, self._pml2_sg, self._u_coef, work)
+        for u, spec in zip(self.u, specs):
+            fft.forward(u, spec)
+        k.divergence_spectra(specs, self._kappa, self._div)
+        for spec, out in zip(specs, work):
+            fft.inverse(spec, out)
+        k.mass_state(self.rho, self._pml2, self._pml, self._rho_dt, work,
+                     self._sources[0] if src is None else src, [s / d for d in self.spacing], self._c0_sq,
+                     self._absorb, self.p)
 
     def _momentum(self) -> None:
         xp, spec = self.xp, self.fft.forward(self.p)

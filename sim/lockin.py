@@ -54,12 +54,15 @@ def focus_region(box, apex_vox, focus_vox, roc_m: float, diameter_m: float, spac
 class LockIn:
     """Accumulates Σ p cos(ωt), Σ p sin(ωt) per window; ``add`` returns True once the field is steady."""
 
-    def __init__(self, xp, box, dtype, plan: LockInPlan, region: np.ndarray | None = None) -> None:
-        self.xp, self.plan = xp, plan
+    def __init__(self, xp, box, dtype, plan: LockInPlan, region: np.ndarray | None = None,
+                 fused=None) -> None:
+        """``fused``: the engine's ``sim.kernels.FusedKernels`` (accumulate in one pass), or None (NumPy)."""
+        self.xp, self.plan, self._fused = xp, plan, fused
         phase = 2 * np.pi * np.arange(plan.points_per_period) / plan.points_per_period
         self._cos, self._sin = np.cos(phase), np.sin(phase)
         self._pairs = [[xp.zeros(box, dtype), xp.zeros(box, dtype)] for _ in range(2)]  # [older, newer]
-        self._scratch = xp.empty(box, dtype)  # p·cos / p·sin without a box-sized temporary per step
+        # p·cos / p·sin without a box-sized temporary per step
+        self._scratch = xp.empty(box, dtype) if fused is None else None
         self._region = xp.asarray(region) if region is not None else None
         self.n_windows = 0
         self.changes: list[float] = []  # region change after each window (from the second on)
@@ -79,10 +82,13 @@ class LockIn:
             return False
         re, im = self._pairs[1]
         k = n % plan.points_per_period
-        xp.multiply(p, float(self._cos[k]), out=self._scratch)
-        re += self._scratch
-        xp.multiply(p, float(self._sin[k]), out=self._scratch)
-        im += self._scratch
+        if self._fused is not None:
+            self._fused.lockin(p, re, im, float(self._cos[k]), float(self._sin[k]))
+        else:
+            xp.multiply(p, float(self._cos[k]), out=self._scratch)
+            re += self._scratch
+            xp.multiply(p, float(self._sin[k]), out=self._scratch)
+            im += self._scratch
         if (n + 1 - plan.first_start) % plan.window_steps:
             return False
         return self._window_done(n)

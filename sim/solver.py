@@ -276,7 +276,7 @@ def _time_loop(sim, taxis: TimeAxis, pml: int, box: tuple[int, int, int], progre
     from tqdm import tqdm  # noqa: PLC0415
 
     plan = plan or lockin_plan(taxis.n_steps, taxis.window_steps, taxis.points_per_period, 0.0, 0.0)
-    lockin = LockIn(sim.xp, box, dtype, plan, region)
+    lockin = LockIn(sim.xp, box, dtype, plan, region, getattr(sim, "fused", None))
     crop = tuple(slice(pml, pml + n) for n in box)
     t0, n = time.perf_counter(), -1
     with tqdm(total=taxis.n_steps, desc="k-Wave steady state", unit="step", disable=not progress,
