@@ -1,10 +1,11 @@
 """Memory estimate of one simulation, checked against the available RAM *before* anything is allocated.
 
-Engine "tfus" (``sim.engine``): per padded cell 7 fields (p, 3 u, 3 split ρ), 8 coefficient grids (c0²,
-3 dt/ρ0' with the PML, 3 dt·ρ0 with the PML, τ·ρ0), the filtered source and its per-step copy, the total
-divergence, half-spectrum κ and two complex half spectra and the real transform buffer (~22 float32-sized
-arrays), plus the set-up's transients (float64 bowl weights, the float64 source filtering, the padded
-medium): measured 128 B per cell of traced peak at 128³ (docs/PERFORMANCE.md); estimated as 144.
+Engine "tfus" (``sim.engine``, fused kernels): per padded cell 7 fields (p, 3 u, 3 split ρ), 5-6 coefficient
+grids (c0², 3 dt/ρ0' with the PML, dt·ρ0, τ·ρ0), the filtered source (two for an array, plus their mix),
+three real work grids and four complex half spectra, half-spectrum κ (~22 float32-sized arrays; the NumPy
+updates hold about as many), plus the set-up's transients (float64 bowl weights, the float64 source
+filtering, the padded medium): measured ~128 B per cell of traced peak at 128³ (docs/PERFORMANCE.md);
+estimated as 144.
 Engine "kwave": the Python backend holds ~36 float32-sized arrays (p, 3 u, 3 split ρ,
 c0, ρ0, c0², 3 staggered ρ0, 3 dt/ρ0, κ, source κ, |k|, absorption τ, complex FFT buffers, temporaries of
 the update), and the source set-up briefly holds float64 grid weights and the padded medium. Per cell of
