@@ -14,6 +14,7 @@ Order of work (nothing is simulated before everything that can be checked has be
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -62,14 +63,14 @@ def plan_subject(subject_path: str, n_placements: int, seed: int, config) -> lis
     from tfus.sim import load_volume, plan_placements  # noqa: PLC0415
 
     placements = plan_placements(load_volume(subject_path), n_placements, seed, config)
-    return [{"position_mm": [float(v) for v in p.position_mm], "target_mm": [float(v) for v in p.target_mm]}
-            for p in placements]
+    return [p.to_dict() for p in placements]
 
 
 @task(name="simulate-sample", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_on_infrastructure,
       cache_policy=NO_CACHE, persist_result=False)
 def simulate_sample(store_url: str, key: str, subject_path: str, position_mm, target_mm, config) -> dict:
-    """``sim.simulate`` one placement and ``storage.write_sample`` it; returns a small dict."""
+    """``sim.simulate`` one placement and ``storage.write_sample`` it (the window's transducer points and
+    their ring drive, so that a steered array is in the sample); returns a small dict."""
     from tfus.sim import simulate  # noqa: PLC0415
     from tfus.storage import write_sample  # noqa: PLC0415
 
@@ -78,7 +79,7 @@ def simulate_sample(store_url: str, key: str, subject_path: str, position_mm, ta
     summary = result.summary
     written = write_sample(store_url, key, ct_hu=result.window.ct_hu, pressure_pa=result.pressure_pa,
                            affine=result.window.affine, transducer_points=result.window.transducer_points_vox,
-                           meta={"focal_point_mm": summary["focal_point_mm"],
+                           transducer_drive=result.window.transducer_drive, meta={"focal_point_mm": summary["focal_point_mm"],
                                  "peak_pressure_pa": summary["peak_pressure_pa"],
                                  "runtime_s": summary["runtime_s"], "summary": summary})
     return {"key": key, "written": bool(written), "runtime_s": time.perf_counter() - started,
@@ -96,6 +97,7 @@ class PlannedSample:
     position_mm: list[float]
     target_mm: list[float]
     failed_reason: str | None = None   # set when the subject could not be planned
+    focal_distance_mm: float | None = None  # an array aimed at a planned target: its steering distance
     attempts: int = 0
     result: dict = field(default_factory=dict)
 
@@ -114,9 +116,12 @@ def _subject_samples(subject: Subject, split: str, placements: list[dict] | None
             key = sample_key(subject.content_hash, i, pos, tgt, config_key + ":unplanned")
         else:
             pos, tgt = placements[i]["position_mm"], placements[i]["target_mm"]
-            key = sample_key(subject.content_hash, i, pos, tgt, config_key)
+            focal = placements[i].get("focal_distance_mm")
+            key = sample_key(subject.content_hash, i, pos, tgt,
+                             config_key if focal is None else f"{config_key}:focal={float(focal):.6f}")
         out.append(PlannedSample(key, f"{subject.subject_id}-p{i:03d}-{key[:8]}", subject, split, pos, tgt,
-                                 failed_reason=reason))
+                                 failed_reason=reason,
+                                 focal_distance_mm=None if placements is None else focal))
     return out
 
 
@@ -141,9 +146,16 @@ def plan_samples(runner, subjects: list[Subject], n_placements: int, seed: int, 
 
 
 # --- running ------------------------------------------------------------------------------------------
+def sample_config(s: PlannedSample, config):
+    """The run's config, with the sample's own steering distance where planning chose one."""
+    if s.focal_distance_mm is None:
+        return config
+    return config.replace(transducer=dataclasses.replace(config.transducer, focal_distance_mm=float(s.focal_distance_mm)))
+
+
 def _sample_params(s: PlannedSample, store_url: str, config) -> dict:
     return {"store_url": store_url, "key": s.key, "subject_path": s.subject.path,
-            "position_mm": s.position_mm, "target_mm": s.target_mm, "config": config}
+            "position_mm": s.position_mm, "target_mm": s.target_mm, "config": sample_config(s, config)}
 
 
 def run_samples(runner, samples: list[PlannedSample], store_url: str, config, progress: bool = False) -> None:
@@ -213,10 +225,19 @@ def _reserve(dataset, samples: list[PlannedSample], config) -> set[str]:
 
     from tfus.storage import SampleRecord  # noqa: PLC0415
 
-    config_json = json.dumps(config.to_dict(), sort_keys=True)
-    dataset.reserve([SampleRecord(s.key, s.sample_id, s.subject.subject_id, s.split, tuple(s.position_mm),
-                                  tuple(s.target_mm), config.transducer.frequency_hz, config_json)
-                     for s in samples])
+    records, described = [], {}
+    for s in samples:
+        cfg = sample_config(s, config)
+        tr = cfg.transducer
+        if tr.focal_distance_mm not in described:  # the steering phases once per distance, not per sample
+            described[tr.focal_distance_mm] = (json.dumps(cfg.to_dict(), sort_keys=True),
+                                               tr.ring_phases() if tr.is_array else ())
+        config_json, phases = described[tr.focal_distance_mm]
+        records.append(SampleRecord(s.key, s.sample_id, s.subject.subject_id, s.split, tuple(s.position_mm),
+                                    tuple(s.target_mm), tr.frequency_hz, config_json, transducer=tr.name,
+                                    focal_distance_mm=tr.focal_distance_mm or float("nan"),
+                                    ring_phases_rad=phases))
+    dataset.reserve(records)
     return dataset.refresh().complete_keys() & {s.key for s in samples}
 
 

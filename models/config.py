@@ -49,6 +49,7 @@ class ModelConfig:
     bidirectional: bool = True
     film: bool = True
     conditioning: bool = True
+    drive_features: bool = True   # each point also carries its ring's drive (a·cos φ, a·sin φ): steering
 
     def __post_init__(self) -> None:
         for name in ("attention_levels", "dynamic_levels"):
@@ -60,7 +61,7 @@ class ModelConfig:
                      "heads", "dyn_kernel", "norm_groups"):
             _positive_int(name, getattr(self, name))
         _positive_int("n_fourier", self.n_fourier, minimum=0)
-        for name in ("dynamic_conv", "cross_attention", "bidirectional", "film", "conditioning"):
+        for name in ("dynamic_conv", "cross_attention", "bidirectional", "film", "conditioning", "drive_features"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
         if self.depth > 6:
@@ -114,7 +115,8 @@ class ModelConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
-        return cls(**d)
+        # a config saved before the drive encoding existed describes a model without it
+        return cls(**{"drive_features": False, **d})
 
     def key(self) -> str:
         return _key(self.to_dict())

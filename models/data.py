@@ -45,6 +45,24 @@ def scale_points(points_vox: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return (2.0 * pts / (size - 1.0) - 1.0).astype(np.float32)
 
 
+def drive_features(drive, n_points: int) -> np.ndarray:
+    """(P, 2) float32 a·cos φ, a·sin φ of each point's ring from the stored ``transducer_drive`` (P, 3) (ring,
+    amplitude, phase); None: a single in-phase bowl, (1, 0) everywhere."""
+    if drive is None:
+        return np.tile(np.array([[1.0, 0.0]], np.float32), (int(n_points), 1))
+    d = np.asarray(drive, dtype=np.float64)
+    if d.shape != (int(n_points), 3) or not np.isfinite(d).all():
+        raise ValueError(f"transducer drive must be finite with shape ({n_points}, 3), got {d.shape}")
+    return np.stack([d[:, 1] * np.cos(d[:, 2]), d[:, 1] * np.sin(d[:, 2])], axis=1).astype(np.float32)
+
+
+def encode_transducer(points_vox: np.ndarray, drive, shape: Sequence[int]) -> np.ndarray:
+    """What the model reads of the transducer: (P, 5) float32 rows of the point in [−1, 1] per axis
+    (``scale_points``) and its ring drive (``drive_features``)."""
+    pts = scale_points(points_vox, shape)
+    return np.concatenate([pts, drive_features(drive, len(pts))], axis=1)
+
+
 def subsample_points(points: np.ndarray, n: int, rng: np.random.Generator | None = None) -> np.ndarray:
     """Exactly ``n`` points: random without replacement (rng given) or evenly strided (deterministic)."""
     m = len(points)
@@ -56,7 +74,8 @@ def subsample_points(points: np.ndarray, n: int, rng: np.random.Generator | None
 
 
 def flip_sample(ct: np.ndarray, target: np.ndarray, points: np.ndarray, axes: Sequence[int]):
-    """Flip spatial ``axes`` of (X, Y, Z) arrays and the matching coordinate of points in [−1, 1]."""
+    """Flip spatial ``axes`` of (X, Y, Z) arrays and the matching coordinate of points in [−1, 1] (the
+    first three columns; a drive column is not a coordinate)."""
     if not axes:
         return ct, target, points
     points = points.copy()
@@ -81,12 +100,13 @@ class StoreDataset(Dataset):
         return len(self.sample_ids)
 
     def load(self, i: int):
-        """(ct [0,1], target, points in [−1, 1] (all of them), raw reader dict) of sample ``i``."""
+        """(ct [0,1], target, transducer encoding (P, 5): points in [−1, 1] and their drive (all of them),
+        raw reader dict) of sample ``i``."""
         s = self.reader[i]
         sid = s["sample_id"]
         shape = s["ct_hu"].shape
         return (normalise_ct(s["ct_hu"]), normalise_pressure(s["pressure_pa"], f"sample {sid} pressure"),
-                scale_points(s["transducer_points"], shape), s)
+                encode_transducer(s["transducer_points"], s.get("transducer_drive"), shape), s)
 
     def __getitem__(self, i: int) -> dict:
         ct, target, points, _ = self.load(i)

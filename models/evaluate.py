@@ -70,10 +70,10 @@ def evaluate(run_dir, store_url: str, split: str, out_dir, free_field: Mapping |
     out.mkdir(parents=True, exist_ok=True)
     for i, sid in enumerate(tqdm(ids, desc=f"evaluate {split}", disable=not progress)):
         _, target, _, sample = data.load(i)
-        ct_hu, points = sample["ct_hu"], sample["transducer_points"]
-        fields = {"deeptfus": predictor.predict_window(ct_hu, points)}
+        ct_hu, points, drive = sample["ct_hu"], sample["transducer_points"], sample.get("transducer_drive")
+        fields = {"deeptfus": predictor.predict_window(ct_hu, points, drive)}
         if baseline:
-            fields["unet_plain"] = baseline.predict_window(ct_hu, points)
+            fields["unet_plain"] = baseline.predict_window(ct_hu, points, drive)
         if free_field is not None:
             fields["free_field"] = normalise_pressure(free_field[sid], f"free-field field of sample {sid}")
         for name, pred in fields.items():

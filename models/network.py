@@ -57,12 +57,15 @@ class FourierFeatures(nn.Module):
 
 
 class TransducerEncoder(nn.Module):
-    """Point cloud (B, P, 3) in [−1, 1] → global embedding z_T (B, E) by attention pooling."""
+    """Point cloud (B, P, 3) in [−1, 1] → global embedding z_T (B, E) by attention pooling. With
+    ``drive_features`` each point's ring drive (a·cos φ, a·sin φ; columns 3-4 of (B, P, 5), or in phase
+    (1, 0) when only coordinates are given) joins its Fourier features, so the embedding sees steering."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.fourier = FourierFeatures(config.n_fourier)
-        layers, dim = [], self.fourier.out_dim
+        self.drive = config.drive_features
+        layers, dim = [], self.fourier.out_dim + (2 if self.drive else 0)
         for _ in range(config.point_mlp_layers):
             layers += [nn.Linear(dim, config.embed_dim), nn.LayerNorm(config.embed_dim), nn.ReLU()]
             dim = config.embed_dim
@@ -70,7 +73,12 @@ class TransducerEncoder(nn.Module):
         self.score = nn.Linear(config.embed_dim, 1, bias=False)  # α_i = softmax_i(w·z_i)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
-        z = self.mlp(self.fourier(points))
+        feats = self.fourier(points[..., :3])
+        if self.drive:
+            drive = points[..., 3:5] if points.shape[-1] == 5 else torch.stack(
+                [torch.ones_like(points[..., 0]), torch.zeros_like(points[..., 0])], dim=-1)
+            feats = torch.cat([feats, drive], dim=-1)
+        z = self.mlp(feats)
         alpha = torch.softmax(self.score(z).squeeze(-1), dim=1)
         return torch.einsum("bp,bpe->be", alpha, z)
 
@@ -233,15 +241,16 @@ class DeepTFUS(nn.Module):
         if any(n % self.config.divisor for n in ct.shape[2:]):
             raise ValueError(f"CT window spatial shape {tuple(ct.shape[2:])} must be divisible by "
                              f"2**depth = {self.config.divisor}")
-        if points.ndim != 3 or points.shape[-1] != 3 or points.shape[0] != ct.shape[0] or points.shape[1] < 1:
-            raise ValueError(f"points must have shape (B, P, 3) with B = {ct.shape[0]}, got {tuple(points.shape)}")
+        if points.ndim != 3 or points.shape[-1] not in (3, 5) or points.shape[0] != ct.shape[0] or points.shape[1] < 1:
+            raise ValueError(f"points must have shape (B, P, 3) or (B, P, 5) (with the drive) with B = "
+                             f"{ct.shape[0]}, got {tuple(points.shape)}")
 
     def forward(self, ct: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         self.check_input(ct, points)
         if self.encoder is not None:
             z, h = self.encoder(points.float()), ct
         else:
-            z, h = None, torch.cat([ct, points_to_mask(points, tuple(ct.shape[2:])).to(ct.dtype)], dim=1)
+            z, h = None, torch.cat([ct, points_to_mask(points[..., :3], tuple(ct.shape[2:])).to(ct.dtype)], dim=1)
         skips = []
         for level, stage in enumerate(self.down):
             h = stage(h, z)

@@ -23,7 +23,7 @@ import torch
 
 from tfus.models import checkpoint
 from tfus.models.config import ModelConfig
-from tfus.models.data import normalise_ct, scale_points, subsample_points
+from tfus.models.data import encode_transducer, normalise_ct, subsample_points
 from tfus.models.metrics import focal_mask_6db, focal_point_vox
 from tfus.models.network import DeepTFUS
 
@@ -67,11 +67,12 @@ class Predictor:
             raise ValueError("CT window has non-finite values")
 
     @torch.no_grad()
-    def predict_window(self, ct_hu: np.ndarray, points_vox: np.ndarray) -> np.ndarray:
-        """(X, Y, Z) HU window + (P, 3) transducer points in window voxels → (X, Y, Z) float32 normalised field."""
+    def predict_window(self, ct_hu: np.ndarray, points_vox: np.ndarray, drive=None) -> np.ndarray:
+        """(X, Y, Z) HU window + (P, 3) transducer points in window voxels (+ their (P, 3) ring drive; None: a
+        single in-phase bowl) → (X, Y, Z) float32 normalised field."""
         ct_hu = np.asarray(ct_hu, dtype=np.float32)
         self._check(ct_hu, points_vox)
-        points = subsample_points(scale_points(points_vox, ct_hu.shape), self.config.n_points)
+        points = subsample_points(encode_transducer(points_vox, drive, ct_hu.shape), self.config.n_points)
         ct = torch.from_numpy(normalise_ct(ct_hu)[None, None]).to(self.device)
         pts = torch.from_numpy(points[None]).to(self.device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
@@ -115,7 +116,7 @@ def predict_from_ct(predictor: Predictor, ct, position_mm, target_mm, out_dir) -
     sim_config = SimConfig.from_dict(predictor.sim_config)
     window = make_window(ct, tuple(position_mm), tuple(target_mm), sim_config)
     t0 = time.perf_counter()
-    field = predictor.predict_window(window.ct_hu, window.transducer_points_vox)
+    field = predictor.predict_window(window.ct_hu, window.transducer_points_vox, window.transducer_drive)
     inference_s = time.perf_counter() - t0
     affine = np.asarray(window.affine, dtype=np.float64)
     out = Path(out_dir)

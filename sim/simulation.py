@@ -19,7 +19,7 @@ from tfus.sim.config import SimConfig
 from tfus.sim.fieldstats import field_summary
 from tfus.sim.ingest import Volume, load_volume
 from tfus.sim.memory import check_memory, estimate_memory_bytes
-from tfus.sim.window import Window, make_window, plan_window
+from tfus.sim.window import Window, make_window, plan_window, transducer_encoding
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,6 @@ def simulate_free_field(position_mm, target_mm, config: SimConfig, window_affine
                         progress: bool = True, device: str = "cpu") -> SimResult:
     """The same transducer on the same grid in water (HU 0 everywhere)."""
     from tfus.sim.transducer import Bowl  # noqa: PLC0415
-    from tfus.sim.ingest import world_to_voxel  # noqa: PLC0415
 
     _check_config(config, device)
     shape = tuple(int(n) for n in (shape if shape is not None else config.window_shape or ()))
@@ -84,8 +83,8 @@ def simulate_free_field(position_mm, target_mm, config: SimConfig, window_affine
     check_memory(estimate_memory_bytes(config, shape, device=device), what=f"simulation grid {shape}")
     bowl = Bowl.from_config(position_mm, target_mm, config.transducer)
     affine = np.asarray(window_affine, dtype=np.float64)
-    points = world_to_voxel(affine, bowl.surface_points_mm(int(config.n_transducer_points)))
-    window = Window(np.zeros(shape, np.float32), affine, points.astype(np.float32), bowl)
+    points, drive = transducer_encoding(bowl, config.transducer, int(config.n_transducer_points), affine)
+    window = Window(np.zeros(shape, np.float32), affine, points, bowl, drive)
     inputs = {"ct": "<water: HU 0 everywhere>", "position_mm": [float(x) for x in position_mm],
               "target_mm": [float(x) for x in target_mm], "crop_mm": None, "device": device,
               "kwave_binary": None}

@@ -103,6 +103,31 @@ class Bowl:
         direction = -cos_t[:, None] * self.axis + sin_t[:, None] * radial
         return self.focus_mm + self.roc_mm * direction
 
+    def ring_points_mm(self, n: int, rings_mm=()) -> tuple[np.ndarray, np.ndarray]:
+        """(n, 3) points on the radiating surface and each point's ring index (n,): for an annular array
+        (``rings_mm``: (inner, outer) aperture diameters in mm per ring) the points lie on the rings only,
+        shared between them by area (largest remainder, at least one each), the same spiral within each
+        ring's band of polar angle; without rings, ``surface_points_mm(n)`` and ring 0 everywhere."""
+        if not rings_mm:
+            return self.surface_points_mm(n), np.zeros(int(n), np.int64)
+        if int(n) != n or n < len(rings_mm):
+            raise ValueError(f"`n` must be an integer >= the {len(rings_mm)} rings, got {n}")
+        n = int(n)
+        edges = np.asarray(rings_mm, np.float64) / (2.0 * self.roc_mm)      # sin θ of each ring edge
+        cos_in, cos_out = np.sqrt(1.0 - edges[:, 0] ** 2), np.sqrt(1.0 - edges[:, 1] ** 2)
+        share = (cos_in - cos_out) / np.sum(cos_in - cos_out) * (n - len(rings_mm))
+        counts = 1 + np.floor(share).astype(int)
+        counts[np.argsort(-(share - np.floor(share)))[: n - counts.sum()]] += 1
+        ring = np.repeat(np.arange(len(rings_mm)), counts)
+        local = np.concatenate([(np.arange(c) + 0.5) / c for c in counts])
+        cos_t = cos_in[ring] - local * (cos_in[ring] - cos_out[ring])
+        sin_t = np.sqrt(np.clip(1.0 - cos_t ** 2, 0.0, None))
+        phi = np.arange(n) * _GOLDEN_ANGLE
+        u, v = self.basis()
+        radial = np.cos(phi)[:, None] * u + np.sin(phi)[:, None] * v
+        direction = -cos_t[:, None] * self.axis + sin_t[:, None] * radial
+        return self.focus_mm + self.roc_mm * direction, ring
+
     def extent_points_mm(self) -> np.ndarray:
         """Points whose bounding box is the bowl's bounding box (apex, rim circle densely, rim extremes)."""
         return np.vstack([np.asarray(self.apex_mm)[None], self.rim_points_mm(360)])

@@ -30,15 +30,37 @@ MARGIN_VOX = 2          # free voxels required between the bowl and the window's
 MAX_WINDOW_VOXELS = 2**31  # refuse absurd whole-CT grids before allocating them
 
 
+def transducer_encoding(bowl: Bowl, transducer, n: int, affine) -> tuple[np.ndarray, np.ndarray]:
+    """The transducer as stored with a sample and fed to the model: (P, 3) float32 points on its radiating
+    surface in voxel coordinates of ``affine``, and (P, 3) float32 ``(ring index, relative amplitude, phase
+    rad)`` of each point's ring (``transducer.ring_drive()``; a single bowl is ring 0 at (1, 0)), so that an
+    annular array's steering is in the encoding, not only in the field."""
+    rings = tuple(getattr(transducer, "rings_mm", ()) or ())
+    points_mm, ring = bowl.ring_points_mm(int(n), rings)
+    drive = np.asarray(transducer.ring_drive() if rings else (1.0 + 0j,), dtype=np.complex128)[ring]
+    encoding = np.stack([ring.astype(np.float64), np.abs(drive), np.angle(drive)], axis=1)
+    return world_to_voxel(affine, points_mm).astype(np.float32), encoding.astype(np.float32)
+
+
+def single_bowl_drive(n_points: int) -> np.ndarray:
+    """(P, 3) ``(ring, amplitude, phase)`` of a single in-phase bowl: what samples stored before the drive
+    encoding existed (dataset schema v1) were."""
+    drive = np.zeros((int(n_points), 3), np.float32)
+    drive[:, 1] = 1.0
+    return drive
+
+
 @dataclass(frozen=True, eq=False)
 class Window:
     """``ct_hu`` (X, Y, Z) float32 HU on the window grid; ``affine`` (4, 4) voxel → world mm (RAS);
-    ``transducer_points_vox`` (P, 3) float32 bowl-surface points in voxel coordinates; ``bowl``."""
+    ``transducer_points_vox`` (P, 3) float32 bowl-surface points in voxel coordinates; ``bowl``;
+    ``transducer_drive`` (P, 3) float32 (ring, amplitude, phase rad) per point (None: a single bowl)."""
 
     ct_hu: np.ndarray
     affine: np.ndarray
     transducer_points_vox: np.ndarray
     bowl: Bowl | None = None
+    transducer_drive: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         ct = np.asarray(self.ct_hu, dtype=np.float32)
@@ -53,6 +75,11 @@ class Window:
         object.__setattr__(self, "ct_hu", ct)
         object.__setattr__(self, "affine", affine)
         object.__setattr__(self, "transducer_points_vox", pts)
+        drive = single_bowl_drive(len(pts)) if self.transducer_drive is None else \
+            np.asarray(self.transducer_drive, dtype=np.float32)
+        if drive.shape != pts.shape:
+            raise ValueError(f"`transducer_drive` must be (P, 3) like the points {pts.shape}, got {drive.shape}")
+        object.__setattr__(self, "transducer_drive", drive)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -136,7 +163,8 @@ def _check_bowl_fits(bowl: Bowl, affine: np.ndarray, shape, spacing_mm: float) -
 
 def make_window(volume_or_path: Volume | str | os.PathLike, position_mm, target_mm, config,
                 crop_mm=None) -> Window:
-    """The window around one placement: CT resampled onto it, bowl-surface points in its voxel coordinates.
+    """The window around one placement: CT resampled onto it, the transducer's surface points in its voxel
+    coordinates with each point's ring drive (``transducer_encoding``).
 
     ``config``: a :class:`sim.config.SimConfig` (uses ``spacing_mm``, ``window_shape``,
     ``n_transducer_points``, ``transducer.roc_mm``/``aperture_mm``). ``crop_mm`` (scalar or 3 values)
@@ -150,5 +178,5 @@ def make_window(volume_or_path: Volume | str | os.PathLike, position_mm, target_
         volume = load_volume(volume_or_path)
     affine, shape, bowl = plan_window(volume, position_mm, target_mm, config, crop_mm, source)
     ct = resample(volume, affine, shape, fill_hu=0.0)
-    points = world_to_voxel(affine, bowl.surface_points_mm(int(config.n_transducer_points)))
-    return Window(ct.hu, affine, points.astype(np.float32), bowl)
+    points, drive = transducer_encoding(bowl, config.transducer, int(config.n_transducer_points), affine)
+    return Window(ct.hu, affine, points, bowl, drive)

@@ -29,7 +29,7 @@ from tfus.storage.writing import write_sample_to
 log = logging.getLogger(__name__)
 
 RESERVED_ATTRS = ("format", "schema_version", "window_shape", "spacing_mm", "n_transducer_points", "units",
-                  "producer", "created_utc")
+                  "producer", "created_utc", "schema_v2_from_row")
 
 
 class Dataset:
@@ -58,6 +58,14 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.table)
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.group.attrs.get("schema_version", 1))
+
+    def has_v2_row(self, row: int) -> bool:
+        """Whether ``row`` was written under schema version 2 (it has a ``transducer_drive`` chunk)."""
+        return self.schema_version >= 2 and row >= int(self.group.attrs.get("schema_v2_from_row", 0))
 
     def array(self, name: str, min_len: int = 0) -> zarr.Array:
         """A schema array, opened once; reopened when another process has grown it past ``min_len``."""
@@ -130,9 +138,11 @@ class Dataset:
     def reserve(self, records) -> dict[str, int]:
         return _writing.reserve(self, records)
 
-    def write_sample(self, key: str, *, ct_hu, pressure_pa, affine, transducer_points, meta: dict) -> bool:
+    def write_sample(self, key: str, *, ct_hu, pressure_pa, affine, transducer_points, meta: dict,
+                     transducer_drive=None) -> bool:
         return _writing.write_sample_to(self, key, ct_hu=ct_hu, pressure_pa=pressure_pa, affine=affine,
-                                        transducer_points=transducer_points, meta=meta)
+                                        transducer_points=transducer_points, meta=meta,
+                                        transducer_drive=transducer_drive)
 
     def commit(self) -> int:
         return _writing.commit(self)
@@ -224,6 +234,8 @@ def create_dataset(url, spec: DatasetSpec, attrs: dict | None = None) -> Dataset
         new = {k: v for k, v in attrs.items() if k not in group.attrs}
         if new:
             group.attrs.update(_jsonable(new))
+        if group.attrs.get("schema_version") < SCHEMA_VERSION:
+            _upgrade(group, spec)
     _ensure_arrays(group, spec)
     return Dataset(loc, group, "a")
 
@@ -238,6 +250,16 @@ def _new_attrs(spec: DatasetSpec, attrs: dict) -> dict:
     base = {"format": FORMAT_NAME, "schema_version": SCHEMA_VERSION, **spec.to_attrs(), "units": UNITS,
             "producer": _producer(), "created_utc": now}
     return _jsonable({**attrs, **base})
+
+
+def _upgrade(group: zarr.Group, spec: DatasetSpec) -> None:
+    """Version 1 → 2 in place: the transducer arrays are added (``_ensure_arrays``), rows written before
+    read as single in-phase bowls; nothing already written is rewritten."""
+    n = group["key"].shape[0] if "key" in group else 0
+    _ensure_arrays(group, spec)
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    group.attrs.update({"schema_v2_from_row": int(n), "upgraded_utc": now, "schema_version": SCHEMA_VERSION})
+    log.info("upgraded %s to schema version %d (rows before %d read as single bowls)", group.store, SCHEMA_VERSION, n)
 
 
 def _ensure_arrays(group: zarr.Group, spec: DatasetSpec) -> None:
@@ -258,11 +280,12 @@ def _ensure_arrays(group: zarr.Group, spec: DatasetSpec) -> None:
 _WRITERS: dict = {}
 
 
-def write_sample(url, key: str, *, ct_hu, pressure_pa, affine, transducer_points, meta: dict) -> bool:
+def write_sample(url, key: str, *, ct_hu, pressure_pa, affine, transducer_points, meta: dict,
+                 transducer_drive=None) -> bool:
     """Write one sample from any process (opens the store once per process). See write_sample_to."""
     cache_key = (os.getpid(), threading.get_ident(), str(url))   # a handle is not shared between threads
     ds = _WRITERS.get(cache_key)
     if ds is None:
         ds = _WRITERS[cache_key] = open_dataset(url, mode="a")
     return write_sample_to(ds, key, ct_hu=ct_hu, pressure_pa=pressure_pa, affine=affine,
-                           transducer_points=transducer_points, meta=meta)
+                           transducer_points=transducer_points, meta=meta, transducer_drive=transducer_drive)

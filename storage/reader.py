@@ -12,12 +12,14 @@ import numpy as np
 
 from tfus.storage.schema import AUX_GROUP
 
-_FIELDS = {"ct_hu": "ct", "pressure_pa": "pressure", "affine": "affine", "transducer_points": "transducer_points"}
+_FIELDS = {"ct_hu": "ct", "pressure_pa": "pressure", "affine": "affine", "transducer_points": "transducer_points",
+           "transducer_drive": "transducer_drive"}
 
 
 class SampleReader:
     """``reader[i]`` → dict of numpy arrays: ``ct_hu``, ``pressure_pa`` (X, Y, Z) float32, ``affine`` (4, 4),
-    ``transducer_points`` (P, 3) float32, any requested ``aux`` arrays, plus ``sample_id`` and ``index``.
+    ``transducer_points`` (P, 3) float32, ``transducer_drive`` (P, 3) float32 (ring, amplitude, phase), any
+    requested ``aux`` arrays, plus ``sample_id`` and ``index``.
 
     split / subject / where / status select samples as in ``Dataset.query``; ``fields`` limits what is read.
     """

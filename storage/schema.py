@@ -2,7 +2,8 @@
 
 Two kinds of arrays share the leading ``sample`` dimension (length N):
 
-* *sample arrays* (``ct``, ``pressure``, ``affine``, ``transducer_points``, and ``aux/<name>``): one chunk
+* *sample arrays* (``ct``, ``pressure``, ``affine``, ``transducer_points``, ``transducer_drive``, and
+  ``aux/<name>``): one chunk
   per sample, written by any worker process; chunks of different samples are different objects, so
   concurrent writers never touch the same object. Fill value NaN: an unwritten chunk reads as NaN, which
   lets readers detect a missing chunk without an extra request (valid samples are checked finite).
@@ -11,6 +12,13 @@ Two kinds of arrays share the leading ``sample`` dimension (length N):
   (``reserve``/``commit``/``mark_failed``), because a shared chunk is read-modify-write.
 
 Completion of a sample is an immutable JSON record ``_records/<key>.json`` written after its chunks.
+
+Schema versions: 2 added the transducer to the data (annular arrays): the sample array ``transducer_drive``
+(ring index, relative amplitude, phase of each stored surface point) and the table columns ``transducer``,
+``focal_distance_mm`` and ``ring_phases_rad``. A version-1 store reads as single in-phase bowls (drive
+(0, 1, 0), transducer ""), and ``create_dataset`` upgrades it in place when a run writes to it again: the
+new arrays are added (nothing written is touched) and ``schema_v2_from_row`` records the first row written
+under version 2.
 """
 
 from __future__ import annotations
@@ -21,8 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS = (1,)
+SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
+MAX_RINGS = 16               # ring phases per table row (NaN-padded); annular arrays have up to this many rings
+V2_SAMPLE_ARRAYS = ("transducer_drive",)
+V2_TABLE_ARRAYS = ("transducer", "focal_distance_mm", "ring_phases_rad")
 FORMAT_NAME = "tfus-dataset"
 TABLE_CHUNK = 16384          # samples per chunk of the table arrays listed by Dataset.table
 JSON_CHUNK = 256             # samples per chunk of the per-sample JSON columns
@@ -36,6 +47,9 @@ UNITS = {
     "ct": "HU", "pressure": "Pa (steady-state amplitude)", "affine": "voxel index -> world mm (RAS)",
     "transducer_points": "voxel coordinates of the sample window", "position_mm": "mm", "target_mm": "mm",
     "focal_point_mm": "mm", "peak_pressure_pa": "Pa", "frequency_hz": "Hz", "runtime_s": "s",
+    "transducer_drive": "per point: ring index, relative amplitude, phase (rad)",
+    "focal_distance_mm": "mm from the exit plane (steered arrays; NaN: not steered)",
+    "ring_phases_rad": "rad per ring (NaN-padded to MAX_RINGS)",
 }
 
 # name -> (dtype, trailing shape as a function of the spec, dimension names after "sample")
@@ -113,6 +127,8 @@ def sample_arrays(spec: DatasetSpec) -> list[ArraySpec]:
         ArraySpec("pressure", "float32", (x, y, z), ("x", "y", "z"), float("nan")),
         ArraySpec("affine", "float64", (4, 4), ("row", "col"), float("nan")),
         ArraySpec("transducer_points", "float32", (spec.n_transducer_points, 3), ("point", "xyz"), float("nan")),
+        ArraySpec("transducer_drive", "float32", (spec.n_transducer_points, 3), ("point", "ring_amp_phase"),
+                  float("nan")),
     ]
 
 
@@ -134,6 +150,9 @@ def table_arrays() -> list[ArraySpec]:
         ArraySpec("peak_pressure_pa", "float64", (), (), nan),
         ArraySpec("frequency_hz", "float64", (), (), nan),
         ArraySpec("runtime_s", "float64", (), (), nan),
+        ArraySpec("transducer", _STR, (), (), ""),
+        ArraySpec("focal_distance_mm", "float64", (), (), nan),
+        ArraySpec("ring_phases_rad", "float64", (MAX_RINGS,), ("ring",), nan),
         # read one sample at a time (Dataset.sample), so small chunks: no 16k-string decode per sample
         ArraySpec("config_json", _STR, (), (), "", JSON_CHUNK),
         ArraySpec("summary_json", _STR, (), (), "", JSON_CHUNK),
@@ -143,7 +162,16 @@ def table_arrays() -> list[ArraySpec]:
 
 # Table columns read for Dataset.table (config/summary JSON are read per sample only).
 TABLE_COLUMNS = ("sample_id", "key", "subject_id", "split", "status", "reason", "position_mm", "target_mm",
-                 "focal_point_mm", "peak_pressure_pa", "frequency_hz", "runtime_s")
+                 "focal_point_mm", "peak_pressure_pa", "frequency_hz", "runtime_s", "transducer",
+                 "focal_distance_mm", "ring_phases_rad")
+
+
+def default_drive(n_points: int) -> np.ndarray:
+    """``transducer_drive`` of a single in-phase bowl, (P, 3) float32 rows (ring 0, amplitude 1, phase 0):
+    what every sample of a version-1 store was."""
+    drive = np.zeros((int(n_points), 3), np.float32)
+    drive[:, 1] = 1.0
+    return drive
 
 
 def check_key(key: str) -> str:

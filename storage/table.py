@@ -16,7 +16,7 @@ import pandas as pd
 from zarr.core.sync import sync
 
 from tfus.storage.sample import Sample
-from tfus.storage.schema import STATUSES, TABLE_COLUMNS
+from tfus.storage.schema import MAX_RINGS, STATUSES, TABLE_COLUMNS, V2_TABLE_ARRAYS, default_drive
 from tfus.storage.store import gather
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ def committed_columns(ds, names=TABLE_COLUMNS) -> dict[str, np.ndarray]:
     """Table arrays as written by the coordinator, truncated to the length of ``key``; all arrays are
     opened and read concurrently (a handful of requests in one round trip)."""
     names = list(dict.fromkeys(("key", *names)))
+    absent = [n for n in names if n in V2_TABLE_ARRAYS and ds.schema_version < 2]  # a version-1 store
+    names = [n for n in names if n not in absent]
     arrays = ds.open_arrays(names)
     n = arrays[0].shape[0]
     if any(a.shape[0] < n for a in arrays):   # grown by the coordinator since they were opened
@@ -38,6 +40,9 @@ def committed_columns(ds, names=TABLE_COLUMNS) -> dict[str, np.ndarray]:
     for name, value in zip(names, values):
         value = np.asarray(value)
         out[name] = np.asarray(value, dtype=object) if value.dtype.kind in "OTU" else value
+    for name in absent:   # what a version-1 sample was: a single bowl, not steered
+        out[name] = (np.full(n, "", dtype=object) if name == "transducer" else
+                     np.full((n, MAX_RINGS) if name == "ring_phases_rad" else n, np.nan))
     return out
 
 
@@ -67,6 +72,8 @@ def read_table(ds) -> pd.DataFrame:
     data = {"index": rows}
     for name in TABLE_COLUMNS:
         values = cols[name][rows]
+        if name == "ring_phases_rad":   # one value per ring of the sample's transducer (() for a single bowl)
+            values = [tuple(v for v in row if v == v) for row in values.tolist()]
         data[name] = list(map(tuple, values.tolist())) if name in _VECTOR_COLUMNS else values
     return pd.DataFrame(data)
 
@@ -122,8 +129,14 @@ def row_of(ds, sample_id: str, complete: bool = True) -> int:
     return int(hit["index"].iloc[0])
 
 
-def read_sample_arrays(ds, row: int, label: str, names=("ct", "pressure", "affine", "transducer_points")):
-    """The sample arrays of one row; ValueError naming store and sample for corrupt or missing chunks."""
+def read_sample_arrays(ds, row: int, label: str,
+                       names=("ct", "pressure", "affine", "transducer_points", "transducer_drive")):
+    """The sample arrays of one row; ValueError naming store and sample for corrupt or missing chunks.
+    ``transducer_drive`` of a row written before schema version 2 is the single in-phase bowl's."""
+    names = list(names)
+    legacy = "transducer_drive" in names and not ds.has_v2_row(row)
+    if legacy:
+        names.remove("transducer_drive")
     arrays = [ds.array(name, min_len=row + 1).async_array for name in names]
     results = sync(gather(*(a.getitem(row) for a in arrays), return_exceptions=True))  # concurrently
     out = {}
@@ -135,6 +148,8 @@ def read_sample_arrays(ds, row: int, label: str, names=("ct", "pressure", "affin
         if np.isnan(value.flat[0]):
             raise ValueError(f"store {ds.url}, sample {label!r}: chunk of {name!r} is missing")
         out[name] = value
+    if legacy:
+        out["transducer_drive"] = default_drive(ds.spec.n_transducer_points)
     return out
 
 
@@ -150,7 +165,8 @@ def read_sample(ds, sample_id: str):
         summary = rec.get("summary", {})
     meta["summary"] = _loads(summary) if isinstance(summary, str) else summary
     return Sample(sample_id=meta["sample_id"], ct_hu=arrays["ct"], pressure_pa=arrays["pressure"],
-                  affine=arrays["affine"], transducer_points=arrays["transducer_points"], meta=meta)
+                  affine=arrays["affine"], transducer_points=arrays["transducer_points"], meta=meta,
+                  transducer_drive=arrays["transducer_drive"])
 
 
 def _cell(ds, name: str, row: int):

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from zarr.core.sync import sync
 
-from tfus.storage.schema import AUX_GROUP, check_aux_name, check_key, sample_arrays, table_arrays
+from tfus.storage.schema import (AUX_GROUP, MAX_RINGS, check_aux_name, check_key, default_drive, sample_arrays,
+                                 table_arrays)
 from tfus.storage.store import gather as _gather, grow, to_json
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,9 @@ MAX_REASON_CHARS = 2000
 
 @dataclass(frozen=True)
 class SampleRecord:
-    """What the coordinator knows about a sample before it is simulated."""
+    """What the coordinator knows about a sample before it is simulated. ``transducer``: its library name;
+    ``focal_distance_mm``: the steering distance from the exit plane (NaN: not steered); ``ring_phases_rad``:
+    the drive phase of each ring (() for a single bowl)."""
 
     key: str
     sample_id: str
@@ -39,6 +42,9 @@ class SampleRecord:
     target_mm: tuple[float, float, float]
     frequency_hz: float
     config_json: str
+    transducer: str = ""
+    focal_distance_mm: float = float("nan")
+    ring_phases_rad: tuple = ()
 
     def __post_init__(self) -> None:
         check_key(self.key)
@@ -54,6 +60,17 @@ class SampleRecord:
         if not np.isfinite(self.frequency_hz) or self.frequency_hz <= 0:
             raise ValueError(f"`frequency_hz` must be a positive number, got {self.frequency_hz!r}")
         object.__setattr__(self, "frequency_hz", float(self.frequency_hz))
+        if not isinstance(self.transducer, str):
+            raise ValueError(f"`transducer` must be a string, got {self.transducer!r}")
+        focal = float(self.focal_distance_mm) if self.focal_distance_mm is not None else float("nan")
+        if np.isinf(focal) or focal <= 0:
+            raise ValueError(f"`focal_distance_mm` must be a positive number or NaN, got {self.focal_distance_mm!r}")
+        object.__setattr__(self, "focal_distance_mm", focal)
+        phases = np.asarray(self.ring_phases_rad, dtype=float).reshape(-1)
+        if phases.size > MAX_RINGS or not np.all(np.isfinite(phases)):
+            raise ValueError(f"`ring_phases_rad` must be at most {MAX_RINGS} finite numbers, got "
+                             f"{self.ring_phases_rad!r}")
+        object.__setattr__(self, "ring_phases_rad", tuple(float(v) for v in phases))
         try:
             json.loads(self.config_json)
         except (TypeError, ValueError) as exc:
@@ -122,6 +139,10 @@ def _write_new_rows(ds, rows: np.ndarray, recs: list[SampleRecord]) -> None:
         "position_mm": np.array([r.position_mm for r in recs]), "target_mm": np.array([r.target_mm for r in recs]),
         "focal_point_mm": nan3, "peak_pressure_pa": np.full(k, np.nan),
         "frequency_hz": np.array([r.frequency_hz for r in recs]), "runtime_s": np.full(k, np.nan),
+        "transducer": [r.transducer for r in recs],
+        "focal_distance_mm": np.array([r.focal_distance_mm for r in recs]),
+        "ring_phases_rad": np.array([list(r.ring_phases_rad) + [np.nan] * (MAX_RINGS - len(r.ring_phases_rad))
+                                     for r in recs]),
         "config_json": [r.config_json for r in recs], "summary_json": [""] * k,
         "key": [r.key for r in recs],
     }
@@ -153,8 +174,10 @@ def _checked(name: str, value, shape: tuple, dtype) -> np.ndarray:
     return arr
 
 
-def write_sample_to(ds, key: str, *, ct_hu, pressure_pa, affine, transducer_points, meta: dict) -> bool:
-    """Write one sample's chunks, then its completion record. False (nothing written) if already complete."""
+def write_sample_to(ds, key: str, *, ct_hu, pressure_pa, affine, transducer_points, meta: dict,
+                    transducer_drive=None) -> bool:
+    """Write one sample's chunks, then its completion record. False (nothing written) if already complete.
+    ``transducer_drive`` (P, 3): ring, relative amplitude, phase (rad) per point; None = a single bowl."""
     ds.require_writable()
     check_key(key)
     if ds.loc.has_record(key):
@@ -168,6 +191,9 @@ def write_sample_to(ds, key: str, *, ct_hu, pressure_pa, affine, transducer_poin
         "affine": _checked("affine", affine, (4, 4), np.float64),
         "transducer_points": _checked("transducer_points", transducer_points, (spec.n_transducer_points, 3),
                                       np.float32),
+        "transducer_drive": _checked("transducer_drive", default_drive(spec.n_transducer_points)
+                                     if transducer_drive is None else transducer_drive,
+                                     (spec.n_transducer_points, 3), np.float32),
     }
     record = _record(key, row, meta)
     targets = [(ds.array(name, min_len=row + 1), value) for name, value in arrays.items()]

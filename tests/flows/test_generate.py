@@ -110,3 +110,36 @@ def test_only_infrastructure_faults_are_retried():
     for exc in (ValueError("bad CT"), FileNotFoundError("x"), ZeroDivisionError(), KeyError("k"),
                 RuntimeError("solver diverged"), ImportError("no module")):
         assert not is_infrastructure_error(exc), exc
+
+
+def test_generate_with_a_steered_array_records_the_transducer(prefect_api, dask_client, phantom_files, tmp_path):
+    """An annular array (custom YAML, 3 rings on the flow tests' bowl) steered geometrically to 16 mm (the
+    tiny bowl is too small at 200 kHz to move its peak there): the table carries its name,
+    focal distance and ring phases; each stored surface point its ring and phase."""
+    import numpy as np
+
+    from tfus.sim import load_sim_config
+    from tfus.storage import open_dataset
+
+    array = tmp_path / "array.yaml"
+    array.write_text("frequency_hz: 200000\nroc_mm: 20\naperture_mm: 16\n"
+                     "rings_mm: [[0, 8], [8.5, 12.5], [13, 16]]\nfocal_range_mm: [10, 25]\n")
+    config = tmp_path / "array-test.yaml"  # the flow tests' tiny config with the array in place of its bowl
+    tiny = [line for line in open(PRESET).read().splitlines() if not line.startswith("transducer:")]
+    config.write_text("\n".join(tiny) + f"\ntransducer: {{library: {array}, focal_distance_mm: 16, steering: geometric}}\n")
+    store = tmp_path / "ds.zarr"
+    summary = generate_dataset(subjects=[str(phantom_files[0])], store=str(store), placements=1,
+                               preset=str(config), seed=3, split=(1.0, 0.0, 0.0),
+                               dask_address=dask_client.scheduler.address)
+    assert (summary["planned"], summary["done"], summary["failed"]) == (1, 1, 0), summary.get("failures")
+    ds = open_dataset(store)
+    row = ds.table.iloc[0]
+    phases = load_sim_config(str(config)).transducer.ring_phases()
+    assert ds.schema_version == 2 and row["transducer"] == "custom" and row["focal_distance_mm"] == 16.0
+    assert len(row["ring_phases_rad"]) == 3 and np.allclose(row["ring_phases_rad"], phases)
+    assert len(set(np.round(phases, 6))) == 3  # steered: the rings are not in phase
+    sample = ds.sample(row["sample_id"])
+    ring = sample.transducer_drive[:, 0].astype(int)
+    assert set(ring) == {0, 1, 2} and np.allclose(sample.transducer_drive[:, 1], 1.0)
+    np.testing.assert_allclose(sample.transducer_drive[:, 2], np.asarray(phases)[ring], atol=1e-6)
+    assert sample.meta["config"]["transducer"]["focal_distance_mm"] == 16.0

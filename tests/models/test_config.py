@@ -53,3 +53,10 @@ def test_resume_key_ignores_epochs_only():
     tc = TrainConfig(epochs=2)
     assert tc.replace(epochs=5).resume_key() == tc.resume_key()
     assert tc.replace(lr=1e-4).resume_key() != tc.resume_key()
+
+
+def test_a_saved_config_without_the_drive_field_is_a_model_without_it():
+    saved = ModelConfig().to_dict()
+    saved.pop("drive_features")
+    assert ModelConfig.from_dict(saved).drive_features is False
+    assert ModelConfig().drive_features is True and ModelConfig.from_dict(ModelConfig().to_dict()).drive_features

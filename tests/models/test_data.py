@@ -42,7 +42,8 @@ def test_store_dataset_items(synthetic_store):
     assert len(ds) == 8 and all(s.startswith(("subj00", "subj01", "subj04", "subj05")) for s in ds.sample_ids)
     item = ds[0]
     assert item["ct"].shape == (1, 16, 16, 16) and item["target"].shape == (1, 16, 16, 16)
-    assert item["points"].shape == (32, 3) and item["points"].abs().max() <= 1
+    assert item["points"].shape == (32, 5) and item["points"].abs().max() <= 1
+    assert (item["points"][:, 3] == 1).all() and (item["points"][:, 4] == 0).all()  # single bowls in phase
     assert torch.isclose(item["target"].max(), torch.tensor(np.log(2), dtype=torch.float32))
     assert torch.equal(ds[0]["points"], item["points"])  # deterministic without augmentation
     with pytest.raises(ValueError, match="no complete samples"):

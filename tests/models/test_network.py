@@ -71,6 +71,25 @@ def test_bad_input_shapes():
         model(torch.rand(2, 1, 16, 16, 16), torch.rand(2, 5, 2))
 
 
+def test_the_encoding_sees_the_ring_drive():
+    """Same points, different ring phases (a steered array): a different field; (B, P, 3) points are the
+    in-phase drive; a model without ``drive_features`` ignores columns 3-4."""
+    torch.manual_seed(0)
+    model = DeepTFUS(small_config()).eval()
+    ct, pts = _inputs(b=1)
+    ring = torch.arange(pts.shape[1]) % 3
+    phase = 0.9 * ring.float()
+    steered = torch.cat([pts, torch.stack([phase.cos(), phase.sin()], -1)[None]], dim=-1)
+    in_phase = torch.cat([pts, torch.stack([torch.ones_like(phase), torch.zeros_like(phase)], -1)[None]], -1)
+    with torch.no_grad():
+        assert torch.allclose(model(ct, pts), model(ct, in_phase))
+        assert (model(ct, steered) - model(ct, in_phase)).abs().max() > 1e-6
+        blind = DeepTFUS(small_config(drive_features=False)).eval()
+        assert torch.equal(blind(ct, steered), blind(ct, pts))
+    with pytest.raises(ValueError, match="points"):
+        model(ct, steered[..., :4])
+
+
 def test_fourier_features():
     ff = FourierFeatures(2)
     out = ff(torch.tensor([[0.5, 0.0, -0.5]]))

@@ -197,3 +197,30 @@ def test_peak_steering_puts_the_simulated_focus_on_the_request():
     assert set_mm > 44.0  # the geometric set point has to lie beyond the requested focus (focal shift)
     with pytest.raises(ValueError, match="steering"):
         dataclasses.replace(TransducerConfig.from_library("ctx250"), steering="best")
+
+
+def test_stored_points_lie_on_the_rings_and_carry_their_drive():
+    """``sim.window.transducer_encoding``: points on the rings only (none in the kerfs), shared by area, each
+    with its ring's index, amplitude and phase; a single bowl keeps its points and is ring 0 in phase."""
+    from tfus.sim.transducer import Bowl
+    from tfus.sim.window import transducer_encoding
+
+    tr = TransducerConfig.from_library("ctx500", focal_distance_mm=50.0)
+    bowl = Bowl((0.0, 0.0, 0.0), (0.0, 0.0, 100.0), tr.roc_mm, tr.aperture_mm)
+    affine = np.diag([0.5, 0.5, 0.5, 1.0])
+    points, drive = transducer_encoding(bowl, tr, 1000, affine)
+    ring = drive[:, 0].astype(int)
+    radius_mm = np.hypot(points[:, 0], points[:, 1]) * 0.5  # distance from the axis (the z axis here)
+    for j, (inner, outer) in enumerate(tr.rings_mm):
+        r = radius_mm[ring == j]
+        assert r.min() >= inner / 2 - 1e-3 and r.max() <= outer / 2 + 1e-3
+        cap = lambda d: tr.roc_mm - math.sqrt(tr.roc_mm ** 2 - (d / 2) ** 2)  # noqa: E731 (zone area ∝ height)
+        share = (cap(outer) - cap(inner)) / sum(cap(b) - cap(a) for a, b in tr.rings_mm)
+        assert abs(len(r) - 1000 * share) <= 1.0
+    np.testing.assert_allclose(drive[:, 2], np.asarray(tr.ring_phases(), np.float32)[ring])
+    assert np.all(drive[:, 1] == 1.0) and len(set(np.round(tr.ring_phases(), 4))) == 4
+    single = get_preset("demo").transducer
+    bowl = Bowl((0.0, 0.0, 0.0), (0.0, 0.0, 100.0), single.roc_mm, single.aperture_mm)
+    points, drive = transducer_encoding(bowl, single, 64, affine)
+    np.testing.assert_array_equal(points, (bowl.surface_points_mm(64) * 2.0).astype(np.float32))
+    np.testing.assert_array_equal(drive, np.tile(np.float32([0, 1, 0]), (64, 1)))

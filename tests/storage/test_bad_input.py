@@ -88,6 +88,8 @@ def test_spec_validation(kwargs, field):
     ({"key": "a/b"}, "sample key"), ({"sample_id": ""}, "sample_id"), ({"split": None}, "split"),
     ({"position_mm": (1, 2)}, "position_mm"), ({"target_mm": (1, 2, np.nan)}, "target_mm"),
     ({"frequency_hz": -5}, "frequency_hz"), ({"config_json": "{not json"}, "config_json"),
+    ({"transducer": 5}, "transducer"), ({"focal_distance_mm": -3.0}, "focal_distance_mm"),
+    ({"ring_phases_rad": [0.0] * 17}, "ring_phases_rad"), ({"ring_phases_rad": [0.0, np.inf]}, "ring_phases_rad"),
 ])
 def test_record_validation(change, field):
     args = {"key": "k", "sample_id": "s", "subject_id": "a", "split": "train", "position_mm": (0, 0, 0),

@@ -38,7 +38,8 @@ def test_table_columns_and_status(tmp_path):
     t = open_dataset(tmp_path / "ds.zarr").table
     assert list(t.columns) == ["index", "sample_id", "key", "subject_id", "split", "status", "reason",
                                "position_mm", "target_mm", "focal_point_mm", "peak_pressure_pa",
-                               "frequency_hz", "runtime_s"]
+                               "frequency_hz", "runtime_s", "transducer", "focal_distance_mm",
+                               "ring_phases_rad"]
     assert list(t["status"]) == ["complete"] * 4 + ["pending", "failed"]
     assert t.loc[5, "reason"] == "solver diverged"
     assert t.loc[2, "focal_point_mm"] == (1.0, 2.0, 2.0)
@@ -87,7 +88,7 @@ def test_plain_zarr_and_xarray_views(tmp_path):
     url = tmp_path / "ds.zarr"
     make_store(url, n=5, write=[0, 1, 3])
     g = zarr.open_group(str(url), mode="r", use_consolidated=False)
-    assert g.attrs["schema_version"] == 1 and g.attrs["window_shape"] == list(SHAPE)
+    assert g.attrs["schema_version"] == 2 and g.attrs["window_shape"] == list(SHAPE)
     assert g["ct"].chunks == (1, *SHAPE) and g["pressure"].shape == (5, *SHAPE)
     np.testing.assert_array_equal(g["pressure"][3], sample_arrays(3)["pressure_pa"])
     assert np.isnan(g["pressure"][2]).all()              # never written: fill value NaN
@@ -142,3 +143,47 @@ def test_memory_url_xarray():
     make_store(url, n=2, write=[1])
     xd = open_dataset(url).to_xarray()
     assert list(xd["sample"].values) == ["s0001"] and xd["ct"].shape == (1, *SHAPE)
+
+
+def _as_version_1(url) -> None:
+    """Turn a fresh store into what tfus wrote before schema version 2: no transducer arrays, version 1."""
+    import shutil
+
+    from tfus.storage.schema import V2_SAMPLE_ARRAYS, V2_TABLE_ARRAYS
+
+    for name in V2_SAMPLE_ARRAYS + V2_TABLE_ARRAYS:
+        shutil.rmtree(url / name)
+    zarr.open_group(str(url), mode="r+", use_consolidated=False).attrs["schema_version"] = 1
+
+
+def test_a_version_1_store_reads_as_single_bowls_and_upgrades_in_place(tmp_path):
+    from tests.storage.helpers import POINTS
+
+    url = tmp_path / "ds.zarr"
+    make_store(url, n=3, write=range(3))
+    _as_version_1(url)
+    old = open_dataset(url)
+    assert old.schema_version == 1 and list(old.table["transducer"]) == [""] * 3
+    assert old.table["focal_distance_mm"].isna().all() and list(old.table["ring_phases_rad"]) == [()] * 3
+    drive = old.sample("s0001").transducer_drive
+    np.testing.assert_array_equal(drive, np.tile([0.0, 1.0, 0.0], (POINTS, 1)).astype(np.float32))
+    before = old.sample("s0001")
+
+    ds = create_dataset(url, SPEC)  # a new run on the old store: upgraded, nothing rewritten
+    assert ds.schema_version == 2 and ds.attrs["schema_v2_from_row"] == 3
+    r = record(3)
+    ds.reserve([SampleRecord(**{**r.__dict__, "transducer": "ctx500", "focal_distance_mm": 50.0,
+                                "ring_phases_rad": (0.0, 0.5, 1.0, 1.5)})])
+    steered = np.tile([0.0, 1.0, 0.0], (POINTS, 1)).astype(np.float32)
+    steered[:, 0] = np.arange(POINTS) % 4
+    steered[:, 2] = 0.5 * steered[:, 0]
+    ds.write_sample(key_of(3), **sample_arrays(3), meta=meta(3), transducer_drive=steered)
+    ds.commit()
+    t = open_dataset(url).table
+    assert list(t["transducer"]) == ["", "", "", "ctx500"] and t["focal_distance_mm"].iloc[3] == 50.0
+    assert t["ring_phases_rad"].iloc[3] == (0.0, 0.5, 1.0, 1.5) and t["ring_phases_rad"].iloc[0] == ()
+    again = open_dataset(url)
+    np.testing.assert_array_equal(again.sample("s0003").transducer_drive, steered)
+    after = again.sample("s0001")  # written before the upgrade: the same arrays, a single bowl's drive
+    np.testing.assert_array_equal(after.pressure_pa, before.pressure_pa)
+    np.testing.assert_array_equal(after.transducer_drive, drive)

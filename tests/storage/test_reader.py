@@ -24,7 +24,9 @@ def test_reader_items_and_split(tmp_path):
     item = reader[2]
     assert item["sample_id"] == "s0004" and item["index"] == 4
     np.testing.assert_array_equal(item["ct_hu"], sample_arrays(4)["ct_hu"])
-    assert set(item) == {"ct_hu", "pressure_pa", "affine", "transducer_points", "sample_id", "index"}
+    assert set(item) == {"ct_hu", "pressure_pa", "affine", "transducer_points", "transducer_drive", "sample_id",
+                         "index"}
+    np.testing.assert_array_equal(item["transducer_drive"], np.tile([0.0, 1.0, 0.0], (len(item["transducer_points"]), 1)))
     with pytest.raises(IndexError):
         reader[3]
     only = SampleReader(url, None, fields=("pressure_pa",))
