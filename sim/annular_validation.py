@@ -84,6 +84,10 @@ CASES = {
     "ctx250": AnnularCase("ctx250", 1.0, 250e3, 1.0e-3, pml_size=10),
     # CTX-500 at half size and 500 kHz (D/λ 10.7, as the CTX-250 at 250 kHz), 0.6 mm = 5 PPW: steering at 500 kHz
     "ctx500_half": AnnularCase("ctx500", 0.5, 500e3, 0.6e-3, pml_size=10),
+    # CTX-560: the CTX-500 bowl at 560 kHz, half size, 0.55 mm = 4.9 PPW
+    "ctx560_half": AnnularCase("ctx560", 0.5, 560e3, 0.55e-3, pml_size=10),
+    # DPX-500 (long focal length, F# 2.3) at half size and its own 500 kHz, 0.6 mm = 5 PPW: 25-60 mm steering
+    "dpx500_half": AnnularCase("dpx500", 0.5, 500e3, 0.6e-3, pml_size=10),
 }
 
 
