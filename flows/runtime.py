@@ -60,6 +60,21 @@ def _healthy(api_url: str) -> bool:
         return False
 
 
+def require_api(api_url: str, timeout_s: float = 5.0) -> str:
+    """``api_url`` (the configured ``PREFECT_API_URL``) if its server answers ``/health`` within
+    ``timeout_s``; else one clear ValueError instead of Prefect's traceback at the first API call."""
+    import time  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout_s
+    while not _healthy(api_url):
+        if time.monotonic() > deadline:
+            raise ValueError(f"the Prefect server at PREFECT_API_URL={api_url} does not answer: start the server "
+                             "(`prefect server start`, or deploy/start-local.sh), or unset PREFECT_API_URL to use "
+                             "the embedded one")
+        time.sleep(0.5)
+    return api_url
+
+
 class PrefectServer:
     """A ``prefect server start`` subprocess on 127.0.0.1 with its own PREFECT_HOME (SQLite)."""
 
@@ -128,6 +143,7 @@ def local_prefect_server(home: Path | None = None) -> Iterator[str]:
     prefect_environment()
     existing = os.environ.get("PREFECT_API_URL")
     if existing:
+        require_api(existing)
         with _api_settings(existing):
             yield existing
         return

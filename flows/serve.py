@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from tfus.flows import serving
-from tfus.flows.runtime import prefect_environment
+from tfus.flows.runtime import prefect_environment, require_api
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +231,7 @@ def serve(model_dir: str | None = None, output_root: str | None = None, poll_s: 
     if not os.environ.get("PREFECT_API_URL"):
         raise ValueError("PREFECT_API_URL is not set: start a Prefect server first "
                          "(deploy/serve-local.sh starts one with tfus serve)")
+    require_api(os.environ["PREFECT_API_URL"], timeout_s=30.0)  # a server started alongside gets time to come up
     serving.configure(model_dir=model_dir)  # checked before any folder is created
     # Always export the root, so that generation/training subprocesses are confined to it too.
     serving.configure(output_root_dir=output_root if output_root is not None else serving.output_root())

@@ -50,6 +50,9 @@ def _request_predict(args) -> int:
 
     if not os.environ.get("PREFECT_API_URL"):
         raise ValueError("PREFECT_API_URL is not set: point it at the server `tfus serve` uses")
+    from tfus.flows.runtime import require_api  # noqa: PLC0415
+
+    require_api(os.environ["PREFECT_API_URL"])
     if args.store and not args.sample_id:
         raise ValueError("--store needs --sample-id")
     if args.ct and (args.position is None or args.target is None):

@@ -34,3 +34,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["query", str(tmp_path / "missing.zarr")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "missing.zarr" in err[0]
+
+
+def test_a_prefect_server_that_is_down_is_one_line_for_every_command_that_needs_it(tmp_path, capsys,
+                                                                                  monkeypatch):
+    """PREFECT_API_URL pointing at nothing: the URL and what to do, exit 2, before any work (no store made)."""
+    from tfus.flows.runtime import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/api"
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    store = tmp_path / "ds.zarr"
+    for argv in (["generate", "--subjects", "phantom:1", "--store", str(store), "--placements", "1"],
+                 ["request", "predict", "--ct", str(tmp_path / "head.nii.gz"), "--position", "0", "0", "0",
+                  "--target", "0", "0", "1"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and url in err[0] and "unset PREFECT_API_URL" in err[0], err
+    assert not store.exists()
