@@ -202,9 +202,9 @@ def make_runner(workers: int | None, dask_address: str | None, local_directory: 
 
 def _prepare(subjects, store: str, placements: int, preset: str, seed: int, split, workers, dask_address,
              phantom_options):
-    """Every check before compute; returns (config, subjects, dataset)."""
+    """Every check before compute, then the store's lease; returns (config, subjects, dataset, lease)."""
     from tfus.flows import generate_checks as checks  # noqa: PLC0415
-    from tfus.storage import DatasetSpec, create_dataset  # noqa: PLC0415
+    from tfus.storage import DatasetSpec, acquire_lease, create_dataset  # noqa: PLC0415
 
     checks.check_counts(placements, workers, dask_address)
     check_fractions(split)
@@ -215,8 +215,13 @@ def _prepare(subjects, store: str, placements: int, preset: str, seed: int, spli
     resolved = resolve_subjects(subjects, store, seed, phantom_kwargs)
     spec = DatasetSpec(window_shape=tuple(config.window_shape), spacing_mm=config.spacing_mm,
                        n_transducer_points=config.n_transducer_points)
-    dataset = create_dataset(store, spec, {"sim_config": config.to_dict()})
-    return config, resolved, dataset
+    lease = acquire_lease(store, label="tfus generate")  # one coordinating run per store (StoreBusy otherwise)
+    try:
+        dataset = create_dataset(store, spec, {"sim_config": config.to_dict()})
+    except BaseException:
+        lease.release()
+        raise
+    return config, resolved, dataset, lease
 
 
 def _reserve(dataset, samples: list[PlannedSample], config) -> set[str]:
@@ -259,18 +264,21 @@ def generate_dataset(subjects: str | list[str], store: str, placements: int = 4,
     if dask_address is None and workers is None:  # TFUS_DASK_ADDRESS: set by deploy/start-local.sh's env.sh
         dask_address = os.environ.get("TFUS_DASK_ADDRESS") or None
         workers = None if dask_address else DEFAULT_WORKERS
-    config, resolved, dataset = _prepare(subjects, store, placements, preset, seed, split, workers,
-                                         dask_address, phantom_options)
-    logger.info("%d subjects × %d placements, preset %s, store %s", len(resolved), placements,
-                config.preset, store)
-    with make_runner(workers, dask_address) as runner:
-        samples = plan_samples(runner, resolved, placements, seed, config, split)
-        done_before = _reserve(dataset, samples, config)
-        todo = [s for s in samples if s.key not in done_before and not s.failed_reason]
-        logger.info("%d samples planned, %d already complete, %d to run", len(samples), len(done_before),
-                    len(todo))
-        run_samples(runner, todo, store, config, progress)
-    return _finish(dataset, samples, done_before, store, started)
+    config, resolved, dataset, lease = _prepare(subjects, store, placements, preset, seed, split, workers,
+                                                dask_address, phantom_options)
+    with lease:
+        logger.info("%d subjects × %d placements, preset %s, store %s", len(resolved), placements,
+                    config.preset, store)
+        with make_runner(workers, dask_address) as runner:
+            samples = plan_samples(runner, resolved, placements, seed, config, split)
+            lease.check()
+            done_before = _reserve(dataset, samples, config)
+            todo = [s for s in samples if s.key not in done_before and not s.failed_reason]
+            logger.info("%d samples planned, %d already complete, %d to run", len(samples), len(done_before),
+                        len(todo))
+            run_samples(runner, todo, store, config, progress)
+        lease.check()
+        return _finish(dataset, samples, done_before, store, started)
 
 
 def _finish(dataset, samples: list[PlannedSample], done_before: set[str], store: str, started: float) -> dict:

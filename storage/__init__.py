@@ -5,6 +5,7 @@ Heavy optional imports (nibabel, matplotlib, tqdm, xarray) happen inside the fun
 
 from tfus.storage.dataset import Dataset, create_dataset, open_dataset, write_sample
 from tfus.storage.export import export_sample, render_sample_png
+from tfus.storage.lease import StoreBusy, acquire as acquire_lease
 from tfus.storage.reader import SampleReader
 from tfus.storage.schema import SCHEMA_VERSION, DatasetSpec
 from tfus.storage.summary import stats
@@ -13,6 +14,7 @@ from tfus.storage.sample import Sample
 from tfus.storage.writing import SampleRecord
 
 __all__ = [
-    "SCHEMA_VERSION", "Dataset", "DatasetSpec", "Sample", "SampleReader", "SampleRecord", "create_dataset",
+    "SCHEMA_VERSION", "Dataset", "DatasetSpec", "Sample", "SampleReader", "SampleRecord", "StoreBusy",
+    "acquire_lease", "create_dataset",
     "export_sample", "import_tfuscapes", "open_dataset", "render_sample_png", "stats", "write_sample",
 ]

@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import posixpath
 import threading
 
 import numpy as np
@@ -20,6 +21,7 @@ from zarr.core.sync import sync
 
 from tfus.storage import table as _table
 from tfus.storage import writing as _writing
+from tfus.storage.lease import LEASE_NAME
 from tfus.storage.schema import (AUX_GROUP, FORMAT_NAME, RECORDS_DIR, SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS,
                             UNITS, DatasetSpec, sample_arrays, table_arrays)
 from tfus.storage.sample import Sample
@@ -220,10 +222,14 @@ def create_dataset(url, spec: DatasetSpec, attrs: dict | None = None) -> Dataset
     loc = Location.from_url(url)
     group = _open_group(loc, "r+")
     if group is None:
-        if loc.fs.exists(loc.root) and loc.fs.ls(loc.root):
+        names = ([posixpath.basename(str(p).rstrip("/")) for p in loc.fs.ls(loc.root, detail=False)]
+                 if loc.fs.exists(loc.root) else [])
+        if [n for n in names if n != LEASE_NAME]:
             raise ValueError(f"{loc.url} exists and is not empty, but is not a tfus dataset")
+        # only the lease there: its holder is the one creator, and zarr's "w-" refuses a non-empty folder
+        mode = "a" if names else "w-"
         try:
-            group = zarr.open_group(loc.zarr_store(), mode="w-", attributes=_new_attrs(spec, attrs))
+            group = zarr.open_group(loc.zarr_store(), mode=mode, attributes=_new_attrs(spec, attrs))
         except zarr.errors.ContainsGroupError:   # created by another process a moment ago
             return create_dataset(url, spec, attrs)
     else:

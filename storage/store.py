@@ -111,13 +111,18 @@ class Location:
             os.makedirs(folder, exist_ok=True)
             tmp = os.path.join(folder, f".{key}.{uuid.uuid4().hex}.tmp")
             with open(tmp, "wb") as fh:
-                fh.write(data)   # no fsync: atomicity against crashed processes, not power loss
+                fh.write(data)
+                if durable_writes():
+                    fh.flush()
+                    os.fsync(fh.fileno())   # the record's bytes on disk before its name exists
             try:
                 os.link(tmp, path)   # atomic, and fails rather than replace an existing record
             except FileExistsError:
                 return False
             finally:
                 os.unlink(tmp)
+            if durable_writes():
+                fsync_dir(folder)   # the name itself survives a crash of the machine
             return True
         if self.has_record(key, sub):
             return False
@@ -137,6 +142,34 @@ class Location:
             return int(self.fs.du(self.root, total=True))
         except FileNotFoundError:
             return 0
+
+
+def durable_writes() -> bool:
+    """Whether local writes are fsynced (default yes; ``TFUS_STORE_FSYNC=0`` for scratch space where a crash
+    of the machine may lose the dataset anyway)."""
+    return os.environ.get("TFUS_STORE_FSYNC", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_files(paths) -> None:
+    """fsync each file, then each folder holding one (a new file's directory entry is data too)."""
+    folders = set()
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        folders.add(os.path.dirname(path))
+    for folder in sorted(folders):
+        fsync_dir(folder)
 
 
 async def gather(*coros, return_exceptions: bool = False):

@@ -21,7 +21,7 @@ from zarr.core.sync import sync
 
 from tfus.storage.schema import (AUX_GROUP, MAX_RINGS, check_aux_name, check_key, default_drive, sample_arrays,
                                  table_arrays)
-from tfus.storage.store import gather as _gather, grow, to_json
+from tfus.storage.store import durable_writes, fsync_files, gather as _gather, grow, to_json
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,9 @@ def write_sample_to(ds, key: str, *, ct_hu, pressure_pa, affine, transducer_poin
     record = _record(key, row, meta)
     targets = [(ds.array(name, min_len=row + 1), value) for name, value in arrays.items()]
     sync(_gather(*(arr.async_array.setitem(row, value) for arr, value in targets)))  # concurrently
+    if ds.loc.is_local and durable_writes():  # the record must never outlive its chunks (a machine crash)
+        fsync_files([ds.loc.path(name, arr.metadata.encode_chunk_key((row,) + (0,) * (arr.ndim - 1)))
+                     for (arr, _), name in zip(targets, arrays)])
     return ds.loc.write_record(key, record)
 
 

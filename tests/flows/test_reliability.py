@@ -136,6 +136,34 @@ def test_flow_process_killed_then_rerun_runs_only_missing(prefect_api, dask_clie
     assert_store_complete(store, 3)
 
 
+def test_a_second_run_on_a_held_store_is_refused_and_a_killed_holder_is_taken_over(
+        prefect_api, dask_client, phantom_files, tmp_path, capsys):
+    """Two generations on one store with an overlapping subject: while the first holds the store the second
+    stops in one line naming it; the first is killed mid-run; the second, rerun, takes the stale lease over;
+    the first, rerun, completes the rest: every planned sample complete exactly once."""
+    store = tmp_path / "shared.zarr"
+    common = ["--placements", "1", "--preset", PRESET, "--store", str(store), "--seed", "7", "--no-progress"]
+    first = ["generate", "--subjects", str(phantom_files[0]), str(phantom_files[1]), *common]
+    second = ["generate", "--subjects", str(phantom_files[1]), str(phantom_files[2]), *common]
+    proc = subprocess.Popen([TFUS, *first, "--workers", "1"], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_complete(store, proc)  # the first run is simulating: it holds the store
+        capsys.readouterr()
+        assert main([*second, "--dask-address", dask_client.scheduler.address]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "in use by another run" in err[0] and f"pid {proc.pid}" in err[0], err
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # killed while it holds the store
+        proc.wait(timeout=30)
+    for args in (second, first):
+        assert main([*args, "--dask-address", dask_client.scheduler.address, "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["planned"] == 2 and summary["failed"] == 0
+    assert_store_complete(store, 3)
+    assert not (store / "_lease.json").exists()
+
+
 def _malloc_env(client) -> set:
     """(MALLOC_TRIM_THRESHOLD_, MALLOC_ARENA_MAX, profiler on, tick interval) of every worker, and the
     scheduler's work stealing (functions pickled by reference)."""

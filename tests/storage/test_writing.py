@@ -118,3 +118,43 @@ def test_read_only_handle_refuses_writes(tmp_path):
     make_store(tmp_path / "ds.zarr", n=1, write=[])
     with pytest.raises(ValueError, match="read-only"):
         open_dataset(tmp_path / "ds.zarr").reserve([record(5)])
+
+
+def test_the_record_is_linked_only_after_the_chunks_are_fsynced(tmp_path, monkeypatch):
+    """Durable writes: every chunk file of the sample (and their folders) fsynced, then the record's bytes,
+    then its name linked, then the records folder fsynced; ``TFUS_STORE_FSYNC=0`` turns it off."""
+    import os
+
+    from tfus.storage import store as store_mod
+
+    url = tmp_path / "ds.zarr"
+    make_store(url, n=3, write=[])
+    events = []
+    real_fsync, real_link = os.fsync, os.link
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def link(src, dst):
+        events.append(("link", str(dst)))
+        return real_link(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
+    write_sample(url, key_of(1), **sample_arrays(1), meta=meta(1))
+    names = ("ct", "pressure", "affine", "transducer_points", "transducer_drive")
+    link_at = next(i for i, (kind, _) in enumerate(events) if kind == "link")
+    synced = {path for kind, path in events[:link_at] if kind == "fsync"}
+    for name in names:
+        chunk = [p for p in synced if p.startswith(str(url / name) + "/c.1.")]
+        assert len(chunk) == 1 and os.path.getsize(chunk[0]) > 0, name
+        assert str(url / name) in synced  # the chunk's directory entry too
+    assert any(p.endswith(".tmp") for p in synced)  # the record's bytes before its name
+    assert events[link_at][1].endswith(f"{key_of(1)}.json") and events[-1] == ("fsync", str(url / "_records"))
+
+    events.clear()
+    monkeypatch.setenv("TFUS_STORE_FSYNC", "0")
+    assert not store_mod.durable_writes()
+    write_sample(url, key_of(2), **sample_arrays(2), meta=meta(2))
+    assert [kind for kind, _ in events] == ["link"]
