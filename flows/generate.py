@@ -187,8 +187,11 @@ def run_samples(runner, samples: list[PlannedSample], store_url: str, config, pr
             bar.update(1)
 
 
-def make_runner(workers: int | None, dask_address: str | None, local_directory: str | None = None):
-    """A DaskTaskRunner on an existing scheduler, or on a LocalCluster with tfus's Dask settings."""
+def make_runner(workers: int | None, dask_address: str | None, local_directory: str | None = None,
+                slurm=None, needed_bytes: int = 0):
+    """A DaskTaskRunner on an existing scheduler, on SLURM jobs (``slurm``: ``flows.slurm.SlurmOptions``;
+    adaptive from 0 to ``max_jobs`` workers, released at the end), or on a LocalCluster with tfus's Dask
+    settings."""
     from prefect_dask import DaskTaskRunner  # noqa: PLC0415
 
     from tfus.flows.runtime import local_cluster  # noqa: PLC0415
@@ -196,21 +199,29 @@ def make_runner(workers: int | None, dask_address: str | None, local_directory: 
     configure_dask()  # also in this process: the scheduler of a LocalCluster lives here
     if dask_address:
         return DaskTaskRunner(address=dask_address)
+    if slurm is not None:
+        from tfus.flows.slurm import cluster_kwargs  # noqa: PLC0415
+
+        return DaskTaskRunner(cluster_class="dask_jobqueue.SLURMCluster",
+                              cluster_kwargs=cluster_kwargs(slurm, needed_bytes),
+                              adapt_kwargs={"minimum": 0, "maximum": int(slurm.max_jobs)})
     return DaskTaskRunner(cluster_class=local_cluster,
                           cluster_kwargs={"n_workers": int(workers), "local_directory": local_directory})
 
 
 def _prepare(subjects, store: str, placements: int, preset: str, seed: int, split, workers, dask_address,
-             phantom_options):
+             phantom_options, slurm=None):
     """Every check before compute, then the store's lease; returns (config, subjects, dataset, lease)."""
     from tfus.flows import generate_checks as checks  # noqa: PLC0415
     from tfus.storage import DatasetSpec, acquire_lease, create_dataset  # noqa: PLC0415
 
-    checks.check_counts(placements, workers, dask_address)
+    checks.check_counts(placements, workers, dask_address, slurm)
     check_fractions(split)
     config = checks.load_config(preset)
     checks.check_store_writable(store)
-    checks.check_memory(config, workers, dask_address)  # on an existing cluster: its workers, once
+    needed = checks.check_memory(config, workers, dask_address)  # on an existing cluster: its workers, once
+    if slurm is not None:
+        slurm.memory_bytes(needed)  # a --slurm-memory below one simulation's estimate fails here
     phantom_kwargs = {"spacing_mm": config.spacing_mm, **(phantom_options or {})}
     resolved = resolve_subjects(subjects, store, seed, phantom_kwargs)
     spec = DatasetSpec(window_shape=tuple(config.window_shape), spacing_mm=config.spacing_mm,
@@ -221,7 +232,7 @@ def _prepare(subjects, store: str, placements: int, preset: str, seed: int, spli
     except BaseException:
         lease.release()
         raise
-    return config, resolved, dataset, lease
+    return config, resolved, dataset, lease, needed
 
 
 def _reserve(dataset, samples: list[PlannedSample], config) -> set[str]:
@@ -250,26 +261,34 @@ def _reserve(dataset, samples: list[PlannedSample], config) -> set[str]:
 def generate_dataset(subjects: str | list[str], store: str, placements: int = 4, preset: str = "demo",
                      seed: int = 0, split: tuple[float, float, float] = (0.7, 0.15, 0.15),
                      workers: int | None = None, dask_address: str | None = None, progress: bool = False,
-                     phantom_options: dict | None = None) -> dict:
+                     phantom_options: dict | None = None, slurm: dict | None = None) -> dict:
     """Simulate ``placements`` transducer placements for each subject into the dataset at ``store``.
 
     ``subjects``: ``"phantom:N"``, a CT path or glob, or a list of those. ``preset``: a preset name or a
     config file. Runs on the scheduler at ``dask_address``, else on a LocalCluster of ``workers`` processes
-    (neither given: ``$TFUS_DASK_ADDRESS`` if set, else 2 local workers).
+    (neither given: ``$TFUS_DASK_ADDRESS`` if set, else 2 local workers), or on SLURM jobs (``slurm``: the
+    fields of ``flows.slurm.SlurmOptions``, e.g. ``{"partition": "gpu", "max_jobs": 8}``).
     Returns the summary (counts, failures with reasons, per-sample rows); see ``generate_report``.
     """
     started = time.perf_counter()
     logger = get_run_logger()
     store = str(store)
-    if dask_address is None and workers is None:  # TFUS_DASK_ADDRESS: set by deploy/start-local.sh's env.sh
+    slurm_options = None
+    if slurm is not None:
+        from tfus.flows.slurm import SlurmOptions  # noqa: PLC0415
+
+        if dask_address or workers:
+            raise ValueError("`slurm` starts its own workers: give it without `workers` / `dask_address`")
+        slurm_options = slurm if isinstance(slurm, SlurmOptions) else SlurmOptions(**slurm)
+    elif dask_address is None and workers is None:  # TFUS_DASK_ADDRESS: set by deploy/start-local.sh's env.sh
         dask_address = os.environ.get("TFUS_DASK_ADDRESS") or None
         workers = None if dask_address else DEFAULT_WORKERS
-    config, resolved, dataset, lease = _prepare(subjects, store, placements, preset, seed, split, workers,
-                                                dask_address, phantom_options)
+    config, resolved, dataset, lease, needed = _prepare(subjects, store, placements, preset, seed, split,
+                                                        workers, dask_address, phantom_options, slurm_options)
     with lease:
         logger.info("%d subjects × %d placements, preset %s, store %s", len(resolved), placements,
                     config.preset, store)
-        with make_runner(workers, dask_address) as runner:
+        with make_runner(workers, dask_address, slurm=slurm_options, needed_bytes=needed) as runner:
             samples = plan_samples(runner, resolved, placements, seed, config, split)
             lease.check()
             done_before = _reserve(dataset, samples, config)

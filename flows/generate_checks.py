@@ -26,10 +26,10 @@ def load_config(preset_or_config):
     return config
 
 
-def check_counts(placements: int, workers: int | None, dask_address: str | None) -> None:
+def check_counts(placements: int, workers: int | None, dask_address: str | None, slurm=None) -> None:
     if int(placements) != placements or placements < 1:
         raise ValueError(f"`placements` must be a positive integer, got {placements}")
-    if dask_address is None and (workers is None or int(workers) != workers or workers < 1):
+    if slurm is None and dask_address is None and (workers is None or int(workers) != workers or workers < 1):
         raise ValueError(f"`workers` must be a positive integer, got {workers}")
     if dask_address is not None and "://" not in str(dask_address):
         raise ValueError(f"`dask_address` must look like tcp://HOST:PORT, got {dask_address!r}")

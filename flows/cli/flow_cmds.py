@@ -26,6 +26,16 @@ def register(sub) -> None:
     run.add_argument("--workers", type=int, default=None,
                      help="local Dask worker processes (default 2, or $TFUS_DASK_ADDRESS's cluster when set)")
     run.add_argument("--dask-address", metavar="tcp://HOST:PORT", help="use an existing Dask scheduler")
+    run.add_argument("--cluster", choices=("local", "slurm"), default=None,
+                     help="slurm: Dask workers as SLURM jobs (dask-jobqueue), scaled to the work, released at "
+                          "the end; needs sbatch on PATH (deploy/slurm/test-cluster.sh: a test cluster)")
+    sl = p.add_argument_group("SLURM (with --cluster slurm)")
+    sl.add_argument("--slurm-partition", help="partition (default: the site's default)")
+    sl.add_argument("--slurm-account", help="account to charge, where the site needs one")
+    sl.add_argument("--slurm-walltime", default="04:00:00", help="per job, [D-]HH:MM:SS (default 04:00:00)")
+    sl.add_argument("--slurm-memory", help="per job, e.g. 8GiB (default: one simulation's estimate + 1 GiB)")
+    sl.add_argument("--slurm-log-dir", default="slurm-logs", help="the jobs' output files (default slurm-logs/)")
+    sl.add_argument("--max-jobs", type=int, default=4, help="SLURM worker jobs at once (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seed for phantoms, placements and split (default 0)")
     p.add_argument("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"),
                    help="subject-disjoint split fractions (default 0.7 0.15 0.15)")
@@ -42,13 +52,25 @@ def _generate(args) -> int:
     if args.phantoms is not None and args.phantoms < 1:
         raise ValueError(f"--phantoms must be >= 1, got {args.phantoms}")
     phantom_options = {"scale": args.phantom_scale} if args.phantom_scale else None
+    slurm = None
+    if args.cluster == "slurm":
+        import shutil  # noqa: PLC0415
+
+        from tfus.flows.slurm import SlurmOptions  # noqa: PLC0415
+
+        slurm = SlurmOptions(partition=args.slurm_partition, account=args.slurm_account,
+                             walltime=args.slurm_walltime, memory=args.slurm_memory, max_jobs=args.max_jobs,
+                             log_directory=args.slurm_log_dir)
+        if shutil.which("sbatch") is None:
+            raise ValueError("--cluster slurm needs SLURM's sbatch on PATH (run on a login node, or start "
+                             "deploy/slurm/test-cluster.sh and eval its `env`)")
     with local_prefect_server():  # also points an already-imported prefect at the chosen server
         from tfus.flows.generate import generate_dataset  # noqa: PLC0415
 
         summary = generate_dataset(
             subjects=subjects, store=args.store, placements=args.placements, preset=args.config or args.preset,
             seed=args.seed, split=tuple(args.split), workers=args.workers, dask_address=args.dask_address,
-            progress=not args.no_progress, phantom_options=phantom_options)
+            progress=not args.no_progress, phantom_options=phantom_options, slurm=slurm)
     _print(summary, args.json)
     return 1 if summary["failed"] else 0
 
