@@ -88,6 +88,8 @@ CASES = {
     "ctx560_half": AnnularCase("ctx560", 0.5, 560e3, 0.55e-3, pml_size=10),
     # DPX-500 (long focal length, F# 2.3) at half size and its own 500 kHz, 0.6 mm = 5 PPW: 25-60 mm steering
     "dpx500_half": AnnularCase("dpx500", 0.5, 500e3, 0.6e-3, pml_size=10),
+    # the same at 0.5 mm = 6 PPW (at 5 PPW its narrow outer rings alone miss the 2 % / one-spacing mark)
+    "dpx500_half_6ppw": AnnularCase("dpx500", 0.5, 500e3, 0.5e-3, pml_size=10),
 }
 
 
