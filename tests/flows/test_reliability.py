@@ -136,19 +136,24 @@ def test_flow_process_killed_then_rerun_runs_only_missing(prefect_api, dask_clie
     assert_store_complete(store, 3)
 
 
+@pytest.mark.parametrize("order", ["heads01-first", "heads12-first"])
 def test_a_second_run_on_a_held_store_is_refused_and_a_killed_holder_is_taken_over(
-        prefect_api, dask_client, phantom_files, tmp_path, capsys):
-    """Two generations on one store with an overlapping subject: while the first holds the store the second
-    stops in one line naming it; the first is killed mid-run; the second, rerun, takes the stale lease over;
-    the first, rerun, completes the rest: every planned sample complete exactly once."""
+        prefect_api, dask_client, phantom_files, tmp_path, capsys, order):
+    """Two generations on one store with an overlapping subject, in both orders: while the first holds the
+    store the second stops in one line naming it; the first is killed mid-run; the second, rerun, takes the
+    stale lease over; the first, rerun, completes the rest: every planned sample complete exactly once."""
     store = tmp_path / "shared.zarr"
-    common = ["--placements", "1", "--preset", PRESET, "--store", str(store), "--seed", "7", "--no-progress"]
+    # 2 placements: the first run still has samples to go when the second one starts
+    common = ["--placements", "2", "--preset", PRESET, "--store", str(store), "--seed", "7", "--no-progress"]
     first = ["generate", "--subjects", str(phantom_files[0]), str(phantom_files[1]), *common]
     second = ["generate", "--subjects", str(phantom_files[1]), str(phantom_files[2]), *common]
+    if order == "heads12-first":
+        first, second = second, first
     proc = subprocess.Popen([TFUS, *first, "--workers", "1"], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_complete(store, proc)  # the first run is simulating: it holds the store
+        assert proc.poll() is None and (store / "_lease.json").exists()
         capsys.readouterr()
         assert main([*second, "--dask-address", dask_client.scheduler.address]) == 2
         err = capsys.readouterr().err.strip().splitlines()
@@ -159,8 +164,8 @@ def test_a_second_run_on_a_held_store_is_refused_and_a_killed_holder_is_taken_ov
     for args in (second, first):
         assert main([*args, "--dask-address", dask_client.scheduler.address, "--json"]) == 0
         summary = json.loads(capsys.readouterr().out)
-        assert summary["planned"] == 2 and summary["failed"] == 0
-    assert_store_complete(store, 3)
+        assert summary["planned"] == 4 and summary["failed"] == 0
+    assert_store_complete(store, 6)
     assert not (store / "_lease.json").exists()
 
 
