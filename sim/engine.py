@@ -318,8 +318,8 @@ class KSpaceEngine:
         self.fft_workers = int(config.fft_workers or default_fft_workers()) if config.device == "cpu" else None
         self.fft = Transforms(self.shape, self.dtype, config.device, self.fft_workers or 1, config.fft_library)
         self.xp = xp = self.fft.xp
-        self._fused = self.fused = self._init_kernels(config)  # public: the lock-in uses it too
-        self.kernels = "numba" if self._fused is not None else "numpy"
+        self.fused = self._init_kernels(config)  # sim.kernels.FusedKernels or None; the lock-in uses it too
+        self.kernels = "numba" if self.fused is not None else "numpy"
         c0 = np.asarray(sound_speed, self.dtype)
         self.c_ref = float(c0.max()) if config.c_ref_m_s is None else float(config.c_ref_m_s)
         self.dt, self.spacing = float(config.dt_s), config.spacings_m
@@ -339,7 +339,7 @@ class KSpaceEngine:
         a stage are done before its one update pass; the transforms' own real buffer is the first grid).
         NumPy: one spectrum, the per-step source and (absorbing) the divergence total."""
         fft = self.fft
-        if self._fused is not None:
+        if self.fused is not None:
             # F[p] stays in the transforms' own buffer: the gradient pass must not write over its input
             self._specs = [fft.empty(fft.half_shape, fft.complex_dtype) for _ in range(N_DIM)]
             self._work = [fft.inverse(self._specs[0])] + [fft.empty(self.shape, self.dtype)
@@ -397,7 +397,7 @@ class KSpaceEngine:
         self._pml2_sg = [xp.asarray((q * q).astype(real)) for q in pml_sg]
         self._u_coef = [xp.asarray((q * (dt / staggered_density(rho0, i))).astype(real))
                         for i, q in enumerate(pml_sg)]
-        if self._fused is not None:
+        if self.fused is not None:
             self._pml = [q.astype(real) for q in pml]
             self._rho_dt = (dt * rho0).astype(real)
         else:
@@ -452,7 +452,7 @@ class KSpaceEngine:
     def step(self) -> "KSpaceEngine":
         """Advance one time step (p(t) → p(t + dt)), like ``Simulation.step()``."""
         src, s = self._source_now()
-        if self._fused is not None:
+        if self.fused is not None:
             self._fused_step(src, s)
         else:
             self._momentum()
@@ -464,7 +464,7 @@ class KSpaceEngine:
     def _fused_step(self, src, s: float) -> None:
         """The same update as ``_momentum``/``_mass``/``_state`` in four passes (``sim.kernels``): gradient
         spectra, velocities, divergence spectra, densities with the pressure; the transforms in between."""
-        k, fft, specs, work = self._fused, self.fft, self._specs, self._work
+        k, fft, specs, work = self.fused, self.fft, self._specs, self._work
         k.gradient_spectra(fft.forward(self.p), self._kappa, self._grad, specs)
         for spec, out in zip(specs, work):
             fft.inverse(spec, out)
