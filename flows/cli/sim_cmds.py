@@ -15,6 +15,9 @@ def register(sub) -> None:
         from tfus.flows.cli.phantom_cmd import register_phantom  # noqa: PLC0415
 
         register_phantom(sub)
+    from tfus.flows.cli.mri_cmd import register_pseudo_ct  # noqa: PLC0415
+
+    register_pseudo_ct(sub)
     _register_simulate(sub)
     _register_validate(sub)
 
