@@ -24,11 +24,13 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
+from tfus.sim.coupling import AIR_HU, background_hu, head_from_hu
 from tfus.sim.ingest import Volume, grid_covering, resample, voxel_to_world, world_to_voxel
 from tfus.sim.transducer import Bowl
 from tfus.sim.window import plan_window
@@ -76,30 +78,22 @@ class _Scalp:
     points_mm: np.ndarray   # (M, 3) scalp points
     normals: np.ndarray     # (M, 3) unit outward normals (world)
     centroid_mm: np.ndarray
+    hu: np.ndarray          # the CT on the planning grid
+    air_mm: np.ndarray      # (K, 3) air voxels inside the head (sinuses, mastoid cells, canals)
 
 
-def head_mask(hu: np.ndarray) -> np.ndarray:
-    """Boolean head mask of a CT array (any grid): threshold, largest component, holes filled."""
-    faces = np.concatenate([hu[[0, -1]].ravel(), hu[:, [0, -1]].ravel(), hu[:, :, [0, -1]].ravel()])
-    background = float(np.median(faces))
-    if background < SOFT_TISSUE_HU - 30:
-        mask = (hu > 0.5 * (background + SOFT_TISSUE_HU)) | (hu > BONE_HU)
-    else:  # background as dense as tissue: only bone separates the head
-        mask = ndimage.binary_closing(hu > BONE_HU, iterations=2)
-    labels, count = ndimage.label(mask)
-    if count == 0:
-        raise ValueError("no head found in the CT (nothing above the soft-tissue/bone threshold)")
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return ndimage.binary_fill_holes(labels == int(np.argmax(sizes)))
+def head_mask(hu: np.ndarray, spacing_mm: float = PLAN_SPACING_MM) -> np.ndarray:
+    """Boolean head mask of a CT array on an isotropic grid: the sealed head of :func:`sim.coupling.head_from_hu`
+    (a table or holder touching the scalp is not head; canals open to the outside are sealed)."""
+    return head_from_hu(hu, spacing_mm)
 
 
 def find_scalp(volume: Volume, plan_spacing_mm: float = PLAN_SPACING_MM) -> _Scalp:
     """Scalp points and outward normals of a CT (on a coarse planning grid)."""
     s = max(plan_spacing_mm, float(volume.spacing_mm.min()))
     affine, shape = grid_covering(*volume.centre_bounds_mm(), s)
-    hu = resample(volume, affine, shape, fill_hu=0.0).hu
-    mask = head_mask(hu)
+    hu = resample(volume, affine, shape, fill_hu=background_hu(volume.hu)).hu
+    mask = head_mask(hu, s)
     smooth = ndimage.gaussian_filter(mask.astype(np.float32), NORMAL_SMOOTHING_MM / s / 2)
     grad = np.stack(np.gradient(smooth), axis=-1)  # per voxel index; the grid is axis-aligned, isotropic
     surface = np.argwhere(mask & ~ndimage.binary_erosion(mask))
@@ -111,7 +105,9 @@ def find_scalp(volume: Volume, plan_spacing_mm: float = PLAN_SPACING_MM) -> _Sca
     step = (smooth[tuple(surface.T)] - 0.5) / norm  # Newton step onto the 0.5 level, in voxels
     points_vox = surface + step[:, None] * normals
     centroid = voxel_to_world(affine, np.argwhere(mask).mean(axis=0))
-    return _Scalp(mask, affine, voxel_to_world(affine, points_vox), normals, centroid)
+    air = np.argwhere((hu < AIR_HU) & ndimage.binary_erosion(mask))  # cavities deeper than one voxel
+    return _Scalp(mask, affine, voxel_to_world(affine, points_vox), normals, centroid, hu,
+                  voxel_to_world(affine, air))
 
 
 def _spread(points: np.ndarray, rng: np.random.Generator):
@@ -135,7 +131,48 @@ def _inside(scalp: _Scalp, points_mm: np.ndarray) -> np.ndarray:
     return out
 
 
-def _try(volume, scalp, point, normal, target, config) -> Placement | None:
+MAX_SCALP_MM = 12.0  # the skull lies at most this deep under the scalp over the vault (face, eyes, ears: deeper)
+RAY_STEP_MM = 0.5
+
+
+def _hu_at(scalp: _Scalp, points_mm: np.ndarray) -> np.ndarray:
+    v = np.rint(world_to_voxel(scalp.affine, points_mm)).astype(int)
+    ok = np.all((v >= 0) & (v < np.asarray(scalp.hu.shape)), axis=-1)
+    out = np.zeros(v.shape[:-1], dtype=np.float32)
+    out[ok] = scalp.hu[tuple(v[ok].T)]
+    return out
+
+
+def _vault_reason(scalp: _Scalp, point, target) -> str | None:
+    """Why the scalp point / target pair is not a placement over the cranial vault (None: it is)."""
+    if _hu_at(scalp, np.asarray(target, float)[None])[0] > BONE_HU:
+        return "target in bone"
+    direction = np.asarray(target, float) - point
+    length = float(np.linalg.norm(direction))
+    s = np.arange(0.0, length, RAY_STEP_MM)
+    hu = _hu_at(scalp, point + np.outer(s, direction / length))
+    bone = np.flatnonzero(hu > BONE_HU)
+    if not len(bone) or s[bone[0]] > MAX_SCALP_MM:
+        return "not over the cranial vault (no skull within %g mm under the scalp)" % MAX_SCALP_MM
+    if np.any(hu[bone[0]:] < AIR_HU):
+        return "air cavity on the beam path"
+    return None
+
+
+def _window_reason(volume: Volume, scalp: _Scalp, bowl: Bowl, target, affine, shape) -> str | None:
+    """Why the simulation window of a placement would be wrong (None: fine)."""
+    beam = np.vstack([bowl.rim_points_mm(32), np.asarray(target, float)[None]])
+    if not all(volume.contains_mm(p) for p in beam):
+        return "beam leaves the CT's field of view"
+    if len(scalp.air_mm):
+        v = world_to_voxel(affine, scalp.air_mm)
+        if np.any(np.all((v >= -0.5) & (v <= np.asarray(shape) - 0.5), axis=1)):
+            return "air cavity inside the head in the simulation window"
+    return None
+
+
+def _try(volume, scalp, point, normal, target, config) -> Placement | str:
+    """A placement at a scalp point, or the reason why there is none."""
     from tfus.sim.transducers import exit_plane_depth_mm  # noqa: PLC0415
 
     tr = config.transducer
@@ -152,30 +189,31 @@ def _try(volume, scalp, point, normal, target, config) -> Placement | None:
         else:  # the exit plane's centre on the line from the target through the scalp point
             inward = np.asarray(target, float) - point
             if np.linalg.norm(inward) < 1e-6 or inward @ normal >= 0:
-                return None
+                return "target not inside the head from this side"
             inward /= np.linalg.norm(inward)
             exit_centre = point - stand * inward
             apex = exit_centre - exit_depth * inward
             focal_distance = float(np.linalg.norm(np.asarray(target, float) - exit_centre))
             lo, hi = tr.focal_range_mm or (0.0, np.inf)
             if not lo <= focal_distance <= hi:
-                log.debug("placement at %s rejected: target %.1f mm past the exit plane, outside %s's "
-                          "steering range %g-%g mm", np.round(point, 1), focal_distance, tr.name, lo, hi)
-                return None
+                return f"target outside {tr.name}'s steering range"
     else:
         apex = point + (config.standoff_mm + depth) * normal
         if target is None:
             target = apex - tr.roc_mm * normal
     try:
         bowl = Bowl(tuple(apex), tuple(target), tr.roc_mm, tr.aperture_mm)
-        plan_window(volume, apex, target, config)
+        affine, shape, _ = plan_window(volume, apex, target, config)
     except ValueError as exc:
-        log.debug("placement at %s rejected: %s", np.round(point, 1), exc)
-        return None
+        return str(exc).split(" (")[0]
     if _inside(scalp, bowl.surface_points_mm(256)).any() or _inside(scalp, bowl.rim_points_mm(64)).any():
-        return None
+        return "bowl would cut the scalp"
     if not _inside(scalp, np.asarray(target, dtype=float)[None])[0]:
-        return None
+        return "target outside the head"
+    reason = _vault_reason(scalp, np.asarray(point, float), target) or \
+        _window_reason(volume, scalp, bowl, target, affine, shape)
+    if reason:
+        return reason
     return Placement(tuple(apex), tuple(target), tuple(point), focal_distance)
 
 
@@ -199,16 +237,25 @@ def plan_placements(volume: Volume, n: int, seed: int, config, targets_mm=None) 
     rng = np.random.default_rng(int(seed))
     cand = rng.permutation(cand)[: max(4 * n, len(cand) // 4)]
     chosen: list[Placement] = []
+    skipped: Counter = Counter()
     for k in _spread(scalp.points_mm[cand], rng):
         idx = cand[k]
         target = None if targets is None else targets[len(chosen) % len(targets)]
         placement = _try(volume, scalp, scalp.points_mm[idx], scalp.normals[idx], target, config)
-        if placement is not None:
-            chosen.append(placement)
-            if len(chosen) == n:
-                return chosen
+        if isinstance(placement, str):
+            skipped[placement] += 1
+            continue
+        chosen.append(placement)
+        if len(chosen) == n:
+            if skipped:
+                log.info("placements: %d chosen; candidates skipped: %s", n, _reasons(skipped))
+            return chosen
     steer = (f", steering range {config.transducer.focal_range_mm} mm from the exit plane"
              if config.transducer.is_array and targets is not None and config.transducer.focal_range_mm else "")
     raise ValueError(f"only {len(chosen)} of {n} placements fit this CT with this configuration "
                      f"(window {config.window_shape} at {config.spacing_mm} mm, standoff {config.standoff_mm} mm"
-                     f"{steer})")
+                     f"{steer}); candidates skipped: {_reasons(skipped) or 'none'}")
+
+
+def _reasons(skipped: Counter) -> str:
+    return ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())

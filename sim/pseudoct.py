@@ -192,6 +192,10 @@ def _classes(data: np.ndarray, brain: np.ndarray, band: np.ndarray, name: str) -
         raise ValueError(f"{name}: no scalp or skull around the brain ({values.size} voxels between brain and "
                          "head surface); is the image brain-extracted?")
     brain_level = float(np.median(data[brain]))
+    top = float(np.percentile(data[band | brain], 99.5))
+    if brain_level < 0.15 * top:  # in a CT bone outshines brain ~60-fold; in a T1 brain is a bright class
+        raise ValueError(f"{name}: the brain ({brain_level:.3g}) is far darker than the brightest tissue ({top:.3g}), "
+                         "as in a CT; expected a T1-weighted MRI (pass a CT as a CT: tfus generate --subjects)")
     t1_, t2_ = otsu_thresholds3(values)  # dark (bone, CSF) | soft tissue | marrow and fat
     dark = float(np.median(values[values < t1_]))
     soft = float(np.median(values[(values >= t1_) & (values < t2_)]))

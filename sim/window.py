@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfus.sim.coupling import check_no_air, couple_window, find_head, has_air_background
 from tfus.sim.ingest import (Volume, axis_aligned_affine, grid_covering, load_volume, resample, voxel_to_world,
                         world_to_voxel)
 from tfus.sim.transducer import Bowl
@@ -178,5 +179,10 @@ def make_window(volume_or_path: Volume | str | os.PathLike, position_mm, target_
         volume = load_volume(volume_or_path)
     affine, shape, bowl = plan_window(volume, position_mm, target_mm, config, crop_mm, source)
     ct = resample(volume, affine, shape, fill_hu=0.0)
+    hu, head = ct.hu, None
+    if has_air_background(volume):  # a scanner CT: air, table and holders outside the head become coupling water
+        head = find_head(volume)
+        hu = couple_window(hu, affine, head)
+    check_no_air(hu, affine, head, source or "CT")
     points, drive = transducer_encoding(bowl, config.transducer, int(config.n_transducer_points), affine)
-    return Window(ct.hu, affine, points, bowl, drive)
+    return Window(hu, affine, points, bowl, drive)

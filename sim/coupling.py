@@ -1,0 +1,133 @@
+"""What lies outside the head is coupling water; air enclosed by the head stays air.
+
+A scanner CT shows air (−1000 HU) around the head, a patient table and head holders; the simulation assumes
+the transducer is coupled through water (gel, a water bag), and nothing outside the head is on the beam's way
+once the transducer sits on the scalp. So outside the head every voxel becomes water (0 HU). Air inside the
+head — sinuses, mastoid cells, ear canals, the nasal cavity — is an acoustic mirror, not water: a window that
+holds any (deeper than one coarse voxel inside the head, so the skin's partial-volume voxels do not count)
+is refused by :func:`check_no_air` and placement planning avoids such windows. A low-impedance region was
+tried instead and measured unsuitable on this scheme: at the water sound speed a density of 30 kg/m³ diverged
+(CFL 0.5) and 100 kg/m³ still let 70 % of the water-path pressure reach a target behind a 6 mm slab, where a
+layer of that impedance should pass ~20 % (docs/VALIDATION.md).
+
+The head is found on a coarse grid (``COARSE_MM``): voxels denser than halfway between the background and
+soft tissue (or bone), opened by ``DETACH_MM`` so that a table or holder touching the scalp along a thin
+contact falls off, the largest component grown back inside the original mask, then closed by ``SEAL_MM``
+and hole-filled so that canals open to the outside (nostrils, ear canals) count as inside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from tfus.sim.ingest import Volume, grid_covering, resample, world_to_voxel
+
+COARSE_MM = 2.0
+DETACH_MM = 4.0
+SEAL_MM = 6.0
+AIR_BACKGROUND_HU = -500.0  # a background below this is a scanner CT's air (phantoms and TFUScapes: water, 0)
+SOFT_TISSUE_HU = 40.0
+BONE_HU = 300.0
+AIR_HU = -400.0  # below: air (halfway between fat at about -100 HU and air at -1000 HU)
+
+
+@dataclass(frozen=True, eq=False)
+class HeadMask:
+    """The sealed head on a coarse grid: ``mask`` (bool) with its ``affine`` (voxel → world mm)."""
+
+    mask: np.ndarray
+    affine: np.ndarray
+
+    def contains(self, points_mm) -> np.ndarray:
+        """Whether world points (..., 3) lie inside the head (nearest coarse voxel)."""
+        v = np.rint(world_to_voxel(self.affine, points_mm)).astype(int)
+        ok = np.all((v >= 0) & (v < np.asarray(self.mask.shape)), axis=-1)
+        out = np.zeros(v.shape[:-1], dtype=bool)
+        out[ok] = self.mask[tuple(v[ok].T)]
+        return out
+
+
+def background_hu(hu: np.ndarray) -> float:
+    """Median of the volume's six faces."""
+    faces = np.concatenate([hu[[0, -1]].ravel(), hu[:, [0, -1]].ravel(), hu[:, :, [0, -1]].ravel()])
+    return float(np.median(faces))
+
+
+def has_air_background(volume: Volume) -> bool:
+    return background_hu(volume.hu) < AIR_BACKGROUND_HU
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        raise ValueError("no head found in the CT (nothing above the soft-tissue/bone threshold)")
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
+def _ball(radius_vox: int) -> np.ndarray:
+    r = max(int(radius_vox), 1)
+    g = np.mgrid[-r:r + 1, -r:r + 1, -r:r + 1]
+    return (g ** 2).sum(axis=0) <= r * r
+
+
+def head_from_hu(hu: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """The sealed head mask of an HU array on an isotropic grid (module docstring)."""
+    background = background_hu(hu)
+    if background < SOFT_TISSUE_HU - 30:
+        dense = (hu > 0.5 * (background + SOFT_TISSUE_HU)) | (hu > BONE_HU)
+    else:  # background as dense as tissue (water phantoms): only bone separates the head
+        dense = ndimage.binary_closing(hu > BONE_HU, iterations=2)
+    detach = _ball(round(DETACH_MM / spacing_mm))
+    core = ndimage.binary_opening(dense, structure=detach)
+    head = _largest(core if core.any() else dense)
+    head = ndimage.binary_dilation(head, structure=detach) & dense | head  # grow back, not onto the table
+    head = _largest(head)
+    seal = _ball(round(SEAL_MM / spacing_mm))
+    padded = np.pad(head, seal.shape[0])
+    closed = ndimage.binary_closing(padded, structure=seal)[tuple([slice(seal.shape[0], -seal.shape[0])] * 3)]
+    return ndimage.binary_fill_holes(closed | head)
+
+
+def find_head(volume: Volume, spacing_mm: float = COARSE_MM) -> HeadMask:
+    """:func:`head_from_hu` on a coarse resampling of the whole CT."""
+    s = max(spacing_mm, float(volume.spacing_mm.min()))
+    affine, shape = grid_covering(*volume.centre_bounds_mm(), s)
+    fill = background_hu(volume.hu)
+    return HeadMask(head_from_hu(resample(volume, affine, shape, fill_hu=fill).hu, s), affine)
+
+
+def couple_window(ct_hu: np.ndarray, affine: np.ndarray, head: HeadMask) -> np.ndarray:
+    """A window's HU with everything outside the head set to water (0 HU); inside unchanged."""
+    idx = np.indices(ct_hu.shape, dtype=np.float32).reshape(3, -1).T
+    world = idx @ affine[:3, :3].T.astype(np.float32) + affine[:3, 3].astype(np.float32)
+    inside = head.contains(world).reshape(ct_hu.shape)
+    return np.where(inside, ct_hu, np.float32(0.0)).astype(np.float32)
+
+
+def air_inside(ct_hu: np.ndarray, affine: np.ndarray, head: HeadMask | None) -> np.ndarray:
+    """World positions (N, 3) of the window voxels that are air inside the head (``head`` None: anywhere)."""
+    air = np.argwhere(ct_hu < AIR_HU)
+    if not len(air):
+        return np.zeros((0, 3))
+    world = air @ affine[:3, :3].T + affine[:3, 3]
+    if head is not None:
+        deep = HeadMask(ndimage.binary_erosion(head.mask), head.affine)
+        world = world[deep.contains(world)]
+    return world
+
+
+def check_no_air(ct_hu: np.ndarray, affine: np.ndarray, head: HeadMask | None, source: str = "") -> None:
+    """``ValueError`` (one line) if the window holds air inside the head (module docstring)."""
+    air = air_inside(ct_hu, affine, head)
+    if len(air):
+        voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1e3
+        centre = np.round(air.mean(axis=0), 1).tolist()
+        raise ValueError(f"{source + ': ' if source else ''}{len(air) * voxel_ml:.2f} mL of air inside the head lies "
+                         f"in the simulation window (around {centre} mm): air cavities (sinuses, mastoid cells, ear "
+                         "canals) are mirrors that tfus does not simulate; place the transducer over the cranial "
+                         "vault away from them")
