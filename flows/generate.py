@@ -223,7 +223,7 @@ def _prepare(subjects, store: str, placements: int, preset: str, seed: int, spli
     if slurm is not None:
         slurm.memory_bytes(needed)  # a --slurm-memory below one simulation's estimate fails here
     phantom_kwargs = {"spacing_mm": config.spacing_mm, **(phantom_options or {})}
-    resolved = resolve_subjects(subjects, store, seed, phantom_kwargs)
+    resolved = resolve_subjects(subjects, store, seed, phantom_kwargs) if subjects else []
     spec = DatasetSpec(window_shape=tuple(config.window_shape), spacing_mm=config.spacing_mm,
                        n_transducer_points=config.n_transducer_points)
     lease = acquire_lease(store, label="tfus generate")  # one coordinating run per store (StoreBusy otherwise)
@@ -261,10 +261,12 @@ def _reserve(dataset, samples: list[PlannedSample], config) -> set[str]:
 def generate_dataset(subjects: str | list[str], store: str, placements: int = 4, preset: str = "demo",
                      seed: int = 0, split: tuple[float, float, float] = (0.7, 0.15, 0.15),
                      workers: int | None = None, dask_address: str | None = None, progress: bool = False,
-                     phantom_options: dict | None = None, slurm: dict | None = None) -> dict:
+                     phantom_options: dict | None = None, slurm: dict | None = None,
+                     subjects_t1: str | list[str] | None = None) -> dict:
     """Simulate ``placements`` transducer placements for each subject into the dataset at ``store``.
 
-    ``subjects``: ``"phantom:N"``, a CT path or glob, or a list of those. ``preset``: a preset name or a
+    ``subjects``: ``"phantom:N"``, a CT path or glob, or a list of those (or None with ``subjects_t1``);
+    ``subjects_t1``: T1-weighted MRIs (paths/globs), each turned into a pseudo-CT first. ``preset``: a preset name or a
     config file. Runs on the scheduler at ``dask_address``, else on a LocalCluster of ``workers`` processes
     (neither given: ``$TFUS_DASK_ADDRESS`` if set, else 2 local workers), or on SLURM jobs (``slurm``: the
     fields of ``flows.slurm.SlurmOptions``, e.g. ``{"partition": "gpu", "max_jobs": 8}``).
@@ -283,12 +285,27 @@ def generate_dataset(subjects: str | list[str], store: str, placements: int = 4,
     elif dask_address is None and workers is None:  # TFUS_DASK_ADDRESS: set by deploy/start-local.sh's env.sh
         dask_address = os.environ.get("TFUS_DASK_ADDRESS") or None
         workers = None if dask_address else DEFAULT_WORKERS
+    if subjects_t1:
+        from tfus.flows.subjects import expand_paths  # noqa: PLC0415
+
+        expand_paths([subjects_t1] if isinstance(subjects_t1, str) else list(subjects_t1))  # missing files: now
+    elif not subjects:
+        raise ValueError("subjects: none given (phantom:N, CT paths/globs, or subjects_t1)")
     config, resolved, dataset, lease, needed = _prepare(subjects, store, placements, preset, seed, split,
                                                         workers, dask_address, phantom_options, slurm_options)
     with lease:
         logger.info("%d subjects × %d placements, preset %s, store %s", len(resolved), placements,
                     config.preset, store)
         with make_runner(workers, dask_address, slurm=slurm_options, needed_bytes=needed) as runner:
+            if subjects_t1:
+                from tfus.flows.mri_subjects import t1_subjects  # noqa: PLC0415
+
+                mri, facts, bad = t1_subjects(runner, [subjects_t1] if isinstance(subjects_t1, str) else
+                                              list(subjects_t1), store)
+                if bad:  # input that is not a head T1 stops the run before anything is simulated
+                    raise ValueError(next(iter(bad.values())))
+                dataset.record_subjects(facts)
+                resolved = resolved + mri
             samples = plan_samples(runner, resolved, placements, seed, config, split)
             lease.check()
             done_before = _reserve(dataset, samples, config)

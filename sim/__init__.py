@@ -18,6 +18,7 @@ _EXPORTS = {
     "MediumConfig": "tfus.sim.medium", "Medium": "tfus.sim.medium", "hu_to_medium": "tfus.sim.medium",
     "Bowl": "tfus.sim.transducer",
     "make_phantom": "tfus.sim.phantom", "write_phantom": "tfus.sim.phantom",
+    "ScannerHead": "tfus.sim.scanner_phantom", "make_scanner_head": "tfus.sim.scanner_phantom", "write_scanner_head": "tfus.sim.scanner_phantom",
     "Placement": "tfus.sim.placement", "plan_placements": "tfus.sim.placement",
     "Window": "tfus.sim.window", "make_window": "tfus.sim.window", "plan_window": "tfus.sim.window",
     "SimResult": "tfus.sim.simulation", "simulate": "tfus.sim.simulation", "simulate_free_field": "tfus.sim.simulation",

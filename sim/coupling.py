@@ -4,15 +4,14 @@ A scanner CT shows air (−1000 HU) around the head, a patient table and head ho
 the transducer is coupled through water (gel, a water bag), and nothing outside the head is on the beam's way
 once the transducer sits on the scalp. So outside the head every voxel becomes water (0 HU). Air inside the
 head — sinuses, mastoid cells, ear canals, the nasal cavity — is an acoustic mirror, not water: a window that
-holds any (deeper than one coarse voxel inside the head, so the skin's partial-volume voxels do not count)
-is refused by :func:`check_no_air` and placement planning avoids such windows. A low-impedance region was
+holds more than ``MIN_AIR_ML`` of it deeper than ``SKIN_MM`` inside the head is refused by :func:`check_no_air` and placement planning avoids such windows. A low-impedance region was
 tried instead and measured unsuitable on this scheme: at the water sound speed a density of 30 kg/m³ diverged
 (CFL 0.5) and 100 kg/m³ still let 70 % of the water-path pressure reach a target behind a 6 mm slab, where a
 layer of that impedance should pass ~20 % (docs/VALIDATION.md).
 
 The head is found on a coarse grid (``COARSE_MM``): voxels denser than halfway between the background and
 soft tissue (or bone), opened by ``DETACH_MM`` so that a table or holder touching the scalp along a thin
-contact falls off, the largest component grown back inside the original mask, then closed by ``SEAL_MM``
+contact falls off, the component holding the most bone grown back inside the original mask, then closed by ``SEAL_MM``
 and hole-filled so that canals open to the outside (nostrils, ear canals) count as inside.
 """
 
@@ -32,6 +31,8 @@ AIR_BACKGROUND_HU = -500.0  # a background below this is a scanner CT's air (pha
 SOFT_TISSUE_HU = 40.0
 BONE_HU = 300.0
 AIR_HU = -400.0  # below: air (halfway between fat at about -100 HU and air at -1000 HU)
+SKIN_MM = 4.0     # air counts from this deep below the head's surface (the skin's partial-volume voxels do not)
+MIN_AIR_ML = 0.05  # a window may hold this much (interpolation specks); a sinus is mL, a mastoid cell cluster too
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,11 +61,12 @@ def has_air_background(volume: Volume) -> bool:
     return background_hu(volume.hu) < AIR_BACKGROUND_HU
 
 
-def _largest(mask: np.ndarray) -> np.ndarray:
+def _largest(mask: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """The component of ``mask`` with the most voxels (or the most ``weight`` voxels)."""
     labels, count = ndimage.label(mask)
     if count == 0:
         raise ValueError("no head found in the CT (nothing above the soft-tissue/bone threshold)")
-    sizes = np.bincount(labels.ravel())
+    sizes = np.bincount(labels.ravel(), weights=None if weight is None else weight.ravel().astype(float))
     sizes[0] = 0
     return labels == int(np.argmax(sizes))
 
@@ -84,13 +86,18 @@ def head_from_hu(hu: np.ndarray, spacing_mm: float) -> np.ndarray:
         dense = ndimage.binary_closing(hu > BONE_HU, iterations=2)
     detach = _ball(round(DETACH_MM / spacing_mm))
     core = ndimage.binary_opening(dense, structure=detach)
-    head = _largest(core if core.any() else dense)
+    bone = hu > BONE_HU
+    head = _largest(core, bone) if core.any() else _largest(dense)  # the skull's component, not a big table
     head = ndimage.binary_dilation(head, structure=detach) & dense | head  # grow back, not onto the table
     head = _largest(head)
     seal = _ball(round(SEAL_MM / spacing_mm))
-    padded = np.pad(head, seal.shape[0])
-    closed = ndimage.binary_closing(padded, structure=seal)[tuple([slice(seal.shape[0], -seal.shape[0])] * 3)]
-    return ndimage.binary_fill_holes(closed | head)
+    pad = seal.shape[0]
+    closed = ndimage.binary_closing(np.pad(head, pad), structure=seal)[tuple([slice(pad, -pad)] * 3)]
+    sealed = ndimage.binary_fill_holes(closed | head)
+    other = dense & ~head  # table, holders: the seal must not bridge the gap to them
+    if other.any():
+        sealed &= ~ndimage.binary_dilation(other, structure=seal)
+    return sealed | head
 
 
 def find_head(volume: Volume, spacing_mm: float = COARSE_MM) -> HeadMask:
@@ -116,16 +123,21 @@ def air_inside(ct_hu: np.ndarray, affine: np.ndarray, head: HeadMask | None) -> 
         return np.zeros((0, 3))
     world = air @ affine[:3, :3].T + affine[:3, 3]
     if head is not None:
-        deep = HeadMask(ndimage.binary_erosion(head.mask), head.affine)
-        world = world[deep.contains(world)]
+        world = world[deep_head(head).contains(world)]
     return world
+
+
+def deep_head(head: HeadMask) -> HeadMask:
+    """The head less its outer ``SKIN_MM``."""
+    spacing = float(np.linalg.norm(head.affine[:3, 0]))
+    return HeadMask(ndimage.binary_erosion(head.mask, iterations=max(1, round(SKIN_MM / spacing))), head.affine)
 
 
 def check_no_air(ct_hu: np.ndarray, affine: np.ndarray, head: HeadMask | None, source: str = "") -> None:
     """``ValueError`` (one line) if the window holds air inside the head (module docstring)."""
     air = air_inside(ct_hu, affine, head)
-    if len(air):
-        voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1e3
+    voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1e3
+    if len(air) * voxel_ml > MIN_AIR_ML:
         centre = np.round(air.mean(axis=0), 1).tolist()
         raise ValueError(f"{source + ': ' if source else ''}{len(air) * voxel_ml:.2f} mL of air inside the head lies "
                          f"in the simulation window (around {centre} mm): air cavities (sinuses, mastoid cells, ear "

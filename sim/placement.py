@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from tfus.sim.coupling import AIR_HU, background_hu, head_from_hu
+from tfus.sim.coupling import AIR_HU, HeadMask, background_hu, deep_head, head_from_hu
 from tfus.sim.ingest import Volume, grid_covering, resample, voxel_to_world, world_to_voxel
 from tfus.sim.transducer import Bowl
 from tfus.sim.window import plan_window
@@ -105,7 +105,7 @@ def find_scalp(volume: Volume, plan_spacing_mm: float = PLAN_SPACING_MM) -> _Sca
     step = (smooth[tuple(surface.T)] - 0.5) / norm  # Newton step onto the 0.5 level, in voxels
     points_vox = surface + step[:, None] * normals
     centroid = voxel_to_world(affine, np.argwhere(mask).mean(axis=0))
-    air = np.argwhere((hu < AIR_HU) & ndimage.binary_erosion(mask))  # cavities deeper than one voxel
+    air = np.argwhere((hu < AIR_HU) & deep_head(HeadMask(mask, affine)).mask)  # cavities, not the skin's edge
     return _Scalp(mask, affine, voxel_to_world(affine, points_vox), normals, centroid, hu,
                   voxel_to_world(affine, air))
 

@@ -31,7 +31,7 @@ from tfus.storage.writing import write_sample_to
 log = logging.getLogger(__name__)
 
 RESERVED_ATTRS = ("format", "schema_version", "window_shape", "spacing_mm", "n_transducer_points", "units",
-                  "producer", "created_utc", "schema_v2_from_row")
+                  "producer", "created_utc", "schema_v2_from_row", _table.SUBJECTS_ATTR)
 
 
 class Dataset:
@@ -101,6 +101,16 @@ class Dataset:
         self._table = None
         self._key_rows = None
         return self
+
+    def record_subjects(self, info: dict[str, dict]) -> None:
+        """Merge per-subject facts (``storage.table.SUBJECT_COLUMNS``: source, T1, skull QC) into the
+        dataset's attributes; written by the coordinating run only (it holds the store's lease)."""
+        self.require_writable()
+        merged = dict(self.group.attrs.get(_table.SUBJECTS_ATTR) or {})
+        for sid, facts in info.items():
+            merged[str(sid)] = {k: v for k, v in dict(facts).items() if k in _table.SUBJECT_COLUMNS}
+        self.group.attrs[_table.SUBJECTS_ATTR] = merged
+        self._table = None
 
     def require_writable(self) -> None:
         if self.mode == "r":

@@ -75,7 +75,21 @@ def read_table(ds) -> pd.DataFrame:
         if name == "ring_phases_rad":   # one value per ring of the sample's transducer (() for a single bowl)
             values = [tuple(v for v in row if v == v) for row in values.tolist()]
         data[name] = list(map(tuple, values.tolist())) if name in _VECTOR_COLUMNS else values
-    return pd.DataFrame(data)
+    table = pd.DataFrame(data)
+    return join_subjects(table, ds.attrs.get(SUBJECTS_ATTR) or {})
+
+
+SUBJECTS_ATTR = "subjects"  # dataset attribute: subject id -> where the head came from and its QC figures
+SUBJECT_COLUMNS = {"source": "ct", "source_t1": "", "skull_volume_ml": np.nan, "skull_thickness_median_mm": np.nan,
+                   "skull_thickness_p5_mm": np.nan, "skull_thickness_p95_mm": np.nan,
+                   "vault_enclosed_fraction": np.nan}
+
+
+def join_subjects(table: pd.DataFrame, subjects: dict) -> pd.DataFrame:
+    """The per-subject columns (``SUBJECT_COLUMNS``; ``source`` "t1" for MRI-derived heads) on each row."""
+    for name, default in SUBJECT_COLUMNS.items():
+        table[name] = [subjects.get(sid, {}).get(name, default) for sid in table["subject_id"]]
+    return table
 
 
 def _as_list(value) -> list | None:

@@ -17,6 +17,8 @@ def register(sub) -> None:
     who.add_argument("--phantoms", type=int, metavar="N", help="N synthetic heads (written next to the store)")
     who.add_argument("--subjects", nargs="+", metavar="PATH_OR_GLOB",
                      help="CT files/folders or globs (quote globs: 'heads/*.nii.gz')")
+    who.add_argument("--subjects-t1", nargs="+", metavar="PATH_OR_GLOB",
+                     help="T1-weighted MRIs or globs: each becomes a pseudo-CT (cached next to the store) first")
     p.add_argument("--placements", type=int, default=4, help="transducer placements per subject (default 4)")
     cfg = p.add_mutually_exclusive_group()
     cfg.add_argument("--preset", default="demo", help="simulation preset: test, small, demo, tfuscapes (default demo)")
@@ -49,6 +51,7 @@ def _generate(args) -> int:
     from tfus.flows.runtime import local_prefect_server  # noqa: PLC0415
 
     subjects = f"phantom:{args.phantoms}" if args.phantoms is not None else args.subjects
+    subjects_t1 = getattr(args, "subjects_t1", None)
     if args.phantoms is not None and args.phantoms < 1:
         raise ValueError(f"--phantoms must be >= 1, got {args.phantoms}")
     phantom_options = {"scale": args.phantom_scale} if args.phantom_scale else None
@@ -70,7 +73,7 @@ def _generate(args) -> int:
         summary = generate_dataset(
             subjects=subjects, store=args.store, placements=args.placements, preset=args.config or args.preset,
             seed=args.seed, split=tuple(args.split), workers=args.workers, dask_address=args.dask_address,
-            progress=not args.no_progress, phantom_options=phantom_options, slurm=slurm)
+            progress=not args.no_progress, phantom_options=phantom_options, slurm=slurm, subjects_t1=subjects_t1)
     _print(summary, args.json)
     return 1 if summary["failed"] else 0
 
