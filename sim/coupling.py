@@ -10,7 +10,7 @@ tried instead and measured unsuitable on this scheme: at the water sound speed a
 layer of that impedance should pass ~20 % (docs/VALIDATION.md).
 
 The head is found on a coarse grid (``COARSE_MM``): voxels denser than halfway between the background and
-soft tissue (or bone), opened by ``DETACH_MM`` so that a table or holder touching the scalp along a thin
+soft tissue (bone-dense objects in the outside air, such as holders and electrodes, are not head), opened by ``DETACH_MM`` so that a table or holder touching the scalp along a thin
 contact falls off, the component holding the most bone grown back inside the original mask, then closed by ``SEAL_MM``
 and hole-filled so that canals open to the outside (nostrils, ear canals) count as inside.
 """
@@ -26,7 +26,7 @@ from tfus.sim.ingest import Volume, grid_covering, resample, world_to_voxel
 
 COARSE_MM = 2.0
 DETACH_MM = 4.0
-SEAL_MM = 6.0
+SEAL_MM = 10.0
 AIR_BACKGROUND_HU = -500.0  # a background below this is a scanner CT's air (phantoms and TFUScapes: water, 0)
 SOFT_TISSUE_HU = 40.0
 BONE_HU = 300.0
@@ -77,16 +77,44 @@ def _ball(radius_vox: int) -> np.ndarray:
     return (g ** 2).sum(axis=0) <= r * r
 
 
+def _objects_in_air(bone: np.ndarray, soft: np.ndarray) -> np.ndarray:
+    """Bone-dense components other than the skull that touch the outside air (holders, electrodes): a holder
+    that touches both the scalp and the table must not make the table part of the head. Facial bones and
+    sinus walls lie under skin and stay."""
+    labels, count = ndimage.label(bone)
+    if count < 2:
+        return np.zeros_like(bone)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    air_labels, _ = ndimage.label(~soft)
+    border = np.unique(np.concatenate([air_labels[[0, -1]].ravel(), air_labels[:, [0, -1]].ravel(),
+                                       air_labels[:, :, [0, -1]].ravel()]))
+    outside = np.isin(air_labels, border[border > 0])
+    touching = np.unique(labels[ndimage.binary_dilation(outside) & bone])
+    touching = touching[(touching > 0) & (touching != int(np.argmax(sizes)))]
+    return np.isin(labels, touching)
+
+
+def _large_parts(mask: np.ndarray, min_voxels: float) -> np.ndarray:
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return np.isin(labels, np.flatnonzero(sizes >= min_voxels))
+
+
 def head_from_hu(hu: np.ndarray, spacing_mm: float) -> np.ndarray:
     """The sealed head mask of an HU array on an isotropic grid (module docstring)."""
     background = background_hu(hu)
+    bone = hu > BONE_HU
     if background < SOFT_TISSUE_HU - 30:
-        dense = (hu > 0.5 * (background + SOFT_TISSUE_HU)) | (hu > BONE_HU)
+        soft = hu > 0.5 * (background + SOFT_TISSUE_HU)
+        dense = soft & ~_objects_in_air(bone, soft)
     else:  # background as dense as tissue (water phantoms): only bone separates the head
-        dense = ndimage.binary_closing(hu > BONE_HU, iterations=2)
+        dense = ndimage.binary_closing(bone, iterations=2)
     detach = _ball(round(DETACH_MM / spacing_mm))
     core = ndimage.binary_opening(dense, structure=detach)
-    bone = hu > BONE_HU
     head = _largest(core, bone) if core.any() else _largest(dense)  # the skull's component, not a big table
     head = ndimage.binary_dilation(head, structure=detach) & dense | head  # grow back, not onto the table
     head = _largest(head)
@@ -94,7 +122,7 @@ def head_from_hu(hu: np.ndarray, spacing_mm: float) -> np.ndarray:
     pad = seal.shape[0]
     closed = ndimage.binary_closing(np.pad(head, pad), structure=seal)[tuple([slice(pad, -pad)] * 3)]
     sealed = ndimage.binary_fill_holes(closed | head)
-    other = dense & ~head  # table, holders: the seal must not bridge the gap to them
+    other = _large_parts(dense & ~head, 0.02 * head.sum())  # table, holders: the seal must not bridge to them
     if other.any():
         sealed &= ~ndimage.binary_dilation(other, structure=seal)
     return sealed | head

@@ -80,6 +80,7 @@ class _Scalp:
     centroid_mm: np.ndarray
     hu: np.ndarray          # the CT on the planning grid
     air_mm: np.ndarray      # (K, 3) air voxels inside the head (sinuses, mastoid cells, canals)
+    object_hu: float = np.inf  # above this, a voxel outside the head is an object (a CT with air around)
 
 
 def head_mask(hu: np.ndarray, spacing_mm: float = PLAN_SPACING_MM) -> np.ndarray:
@@ -106,8 +107,10 @@ def find_scalp(volume: Volume, plan_spacing_mm: float = PLAN_SPACING_MM) -> _Sca
     points_vox = surface + step[:, None] * normals
     centroid = voxel_to_world(affine, np.argwhere(mask).mean(axis=0))
     air = np.argwhere((hu < AIR_HU) & deep_head(HeadMask(mask, affine)).mask)  # cavities, not the skin's edge
+    background = background_hu(hu)
+    object_hu = 0.5 * (background + SOFT_TISSUE_HU) if background < SOFT_TISSUE_HU - 30 else np.inf
     return _Scalp(mask, affine, voxel_to_world(affine, points_vox), normals, centroid, hu,
-                  voxel_to_world(affine, air))
+                  voxel_to_world(affine, air), object_hu)
 
 
 def _spread(points: np.ndarray, rng: np.random.Generator):
@@ -205,9 +208,13 @@ def _try(volume, scalp, point, normal, target, config) -> Placement | str:
         bowl = Bowl(tuple(apex), tuple(target), tr.roc_mm, tr.aperture_mm)
         affine, shape, _ = plan_window(volume, apex, target, config)
     except ValueError as exc:
-        return str(exc).split(" (")[0]
-    if _inside(scalp, bowl.surface_points_mm(256)).any() or _inside(scalp, bowl.rim_points_mm(64)).any():
+        text = str(exc)
+        return "beam leaves the CT's field of view" if "outside the CT" in text else text.split(" (")[0]
+    shell = np.vstack([bowl.surface_points_mm(256), bowl.rim_points_mm(64)])
+    if _inside(scalp, shell).any():
         return "bowl would cut the scalp"
+    if np.any(_hu_at(scalp, shell) > scalp.object_hu):
+        return "bowl would hit an object outside the head (holder, table)"
     if not _inside(scalp, np.asarray(target, dtype=float)[None])[0]:
         return "target outside the head"
     reason = _vault_reason(scalp, np.asarray(point, float), target) or \
@@ -217,11 +224,13 @@ def _try(volume, scalp, point, normal, target, config) -> Placement | str:
     return Placement(tuple(apex), tuple(target), tuple(point), focal_distance)
 
 
-def plan_placements(volume: Volume, n: int, seed: int, config, targets_mm=None) -> list[Placement]:
+def plan_placements(volume: Volume, n: int, seed: int, config, targets_mm=None,
+                    skipped: Counter | None = None) -> list[Placement]:
     """``n`` valid, well-spread scalp placements, deterministic from ``seed`` (see the module docstring).
 
     ``targets_mm``: optional list of world targets, used in turn (placement i aims at
-    ``targets_mm[i % len]``); by default each bowl aims along the inward scalp normal.
+    ``targets_mm[i % len]``); by default each bowl aims along the inward scalp normal. ``skipped``: a Counter
+    that receives the reason of every candidate passed over (face, bone target, air, field of view, ...).
     """
     if int(n) != n or n < 1:
         raise ValueError(f"`n` must be a positive integer, got {n}")
@@ -237,7 +246,7 @@ def plan_placements(volume: Volume, n: int, seed: int, config, targets_mm=None) 
     rng = np.random.default_rng(int(seed))
     cand = rng.permutation(cand)[: max(4 * n, len(cand) // 4)]
     chosen: list[Placement] = []
-    skipped: Counter = Counter()
+    skipped = Counter() if skipped is None else skipped
     for k in _spread(scalp.points_mm[cand], rng):
         idx = cand[k]
         target = None if targets is None else targets[len(chosen) % len(targets)]

@@ -39,7 +39,10 @@ def test_table_columns_and_status(tmp_path):
     assert list(t.columns) == ["index", "sample_id", "key", "subject_id", "split", "status", "reason",
                                "position_mm", "target_mm", "focal_point_mm", "peak_pressure_pa",
                                "frequency_hz", "runtime_s", "transducer", "focal_distance_mm",
-                               "ring_phases_rad"]
+                               "ring_phases_rad", "source", "source_t1", "skull_volume_ml",
+                               "skull_thickness_median_mm", "skull_thickness_p5_mm", "skull_thickness_p95_mm",
+                               "vault_enclosed_fraction"]
+    assert set(t["source"]) == {"ct"} and t["skull_volume_ml"].isna().all()  # no subject facts recorded
     assert list(t["status"]) == ["complete"] * 4 + ["pending", "failed"]
     assert t.loc[5, "reason"] == "solver diverged"
     assert t.loc[2, "focal_point_mm"] == (1.0, 2.0, 2.0)
