@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -122,11 +123,41 @@ def _generate(cfg: DemoConfig) -> None:
         print(f"      warning: generation reported failures (exit {proc.returncode}); see `tfus stats {cfg.store}`")
 
 
+REAL_HEAD = "ch2"  # Colin27's subject id (the T1's file name)
+
+
+def _real_head(cfg: DemoConfig) -> dict | None:
+    """Colin27 (Debian mricron-data): T1 → pseudo-CT task → simulations, in the test split of the same store."""
+    from tfus.sim.brainmask import colin27_paths  # noqa: PLC0415
+
+    try:
+        t1 = colin27_paths()[0]
+    except FileNotFoundError as exc:
+        print(f"      skipped: {exc}")
+        return None
+    proc = tfus("generate", "--subjects-t1", t1, "--placements", cfg.placements, "--preset", cfg.preset,
+                "--store", cfg.store, "--workers", cfg.workers, "--seed", cfg.seed, "--split", 0, 0, 1, check=False)
+    rows = _rows(cfg, "--subject", REAL_HEAD)
+    if proc.returncode != 0 or not rows:
+        print(f"      warning: the real head gave {len(rows)} samples (exit {proc.returncode})")
+        return rows[0] if rows else None
+    qc = sorted(Path(str(cfg.store) + ".subjects").glob(f"{REAL_HEAD}-pct-*.qc.png"))
+    row = rows[0]
+    row["qc_png"] = str(qc[0]) if qc else None
+    print(f"      Colin27: skull thickness median {row.get('skull_thickness_median_mm')} mm, "
+          f"{len(rows)} samples simulated through its pseudo-CT")
+    return row
+
+
+def _rows(cfg: DemoConfig, *filters: str) -> list[dict]:
+    out = tfus("query", cfg.store, *filters, "--json", capture=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]  # JSON lines
+
+
 def _query(cfg: DemoConfig) -> dict:
     tfus("stats", cfg.store)
     tfus("query", cfg.store, "--split", "test")
-    out = tfus("query", cfg.store, "--split", "test", "--json", capture=True).stdout
-    rows = [json.loads(line) for line in out.splitlines() if line.strip()]  # JSON lines
+    rows = [r for r in _rows(cfg, "--split", "test") if r.get("subject_id") != REAL_HEAD]
     if not rows:
         raise RuntimeError(f"no complete test samples in {cfg.store}; see `tfus stats {cfg.store}`")
     return rows[0]
@@ -144,8 +175,8 @@ def _evaluate(cfg: DemoConfig) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
-def _predict_through_api(cfg: DemoConfig, sample: dict) -> dict:
-    """Start `tfus serve` against the demo's Prefect server, request one prediction, stop serving."""
+def _predict_through_api(cfg: DemoConfig, samples: list[dict]) -> list[dict]:
+    """Start `tfus serve` against the demo's Prefect server, request a prediction per sample, stop serving."""
     out_root = (cfg.out_dir / "predictions").resolve()
     out_root.mkdir(parents=True, exist_ok=True)
     serve_log = open(cfg.out_dir / "serve.log", "w")
@@ -157,9 +188,11 @@ def _predict_through_api(cfg: DemoConfig, sample: dict) -> dict:
         from tfus.flows.client import wait_for_deployment  # noqa: PLC0415  (imports prefect: after the server is up)
 
         wait_for_deployment(timeout_s=180, proc=server)  # serve registers once its model is loaded
-        proc = tfus("request", "predict", "--store", cfg.store.resolve(), "--sample-id", sample["sample_id"],
-                    "--out-dir", "demo-request", "--timeout", 300, capture=True)
-        summary = json.loads(proc.stdout)
+        summaries = []
+        for i, sample in enumerate(samples):
+            proc = tfus("request", "predict", "--store", cfg.store.resolve(), "--sample-id", sample["sample_id"],
+                        "--out-dir", f"demo-request-{i}", "--timeout", 300, capture=True)
+            summaries.append(json.loads(proc.stdout))
     finally:
         server.terminate()
         try:
@@ -167,28 +200,36 @@ def _predict_through_api(cfg: DemoConfig, sample: dict) -> dict:
         except subprocess.TimeoutExpired:
             server.kill()
         serve_log.close()
-    print(f"      predicted focus {summary.get('focal_point_mm')} mm; simulated focus "
-          f"{sample.get('focal_point_mm')} mm")
-    return summary
+    for sample, summary in zip(samples, summaries):
+        print(f"      {sample['sample_id']}: predicted focus {summary.get('focal_point_mm')} mm; simulated focus "
+              f"{sample.get('focal_point_mm')} mm")
+    return summaries
 
 
-def _compare(cfg: DemoConfig, sample: dict, summary: dict) -> dict:
+def _compare(cfg: DemoConfig, sample: dict, summary: dict, name: str = "prediction_vs_simulation") -> dict:
     from tfus.models.compare import compare_with_simulation  # noqa: PLC0415
 
-    png = cfg.out_dir / "figures" / "prediction_vs_simulation.png"
+    png = cfg.out_dir / "figures" / f"{name}.png"
     png.parent.mkdir(parents=True, exist_ok=True)
     metrics = compare_with_simulation(summary["pressure_path"], str(cfg.store), sample["sample_id"], png)
     print("      prediction vs simulation: " + ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()))
     return metrics
 
 
-def _figures(cfg: DemoConfig, sample: dict) -> dict[str, Path]:
+def _figures(cfg: DemoConfig, sample: dict, real: dict | None) -> dict[str, Path]:
     figs = cfg.out_dir / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     sample_png = figs / "sample_simulation.png"
     tfus("show", cfg.store, sample["sample_id"], "--png", sample_png)
-    return {"sample": sample_png, "curves": cfg.run_dir / "curves.png",
-            "prediction": figs / "prediction_vs_simulation.png"}
+    out = {"sample": sample_png, "curves": cfg.run_dir / "curves.png",
+           "prediction": figs / "prediction_vs_simulation.png"}
+    if real is not None:
+        tfus("show", cfg.store, real["sample_id"], "--png", figs / "colin27_simulation.png")
+        out.update(real_sample=figs / "colin27_simulation.png", real_prediction=figs / "colin27_prediction.png")
+        if real.get("qc_png"):
+            shutil.copyfile(real["qc_png"], figs / "colin27_pseudo_ct_qc.png")
+            out["real_qc"] = figs / "colin27_pseudo_ct_qc.png"
+    return out
 
 
 def _metrics_table(metrics: dict) -> str:
@@ -203,8 +244,33 @@ def _metrics_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def _real_head_section(cfg: DemoConfig, real: dict | None, compare: dict | None, figs: dict) -> str:
+    if real is None:
+        return "## A real head\nSkipped: the Colin27 T1 (Debian package mricron-data) is not installed.\n"
+    rel = lambda p: os.path.relpath(p, cfg.out_dir)  # noqa: E731
+    qc = f"![Colin27 T1 with the skull outline]({rel(figs['real_qc'])})\n" if "real_qc" in figs else ""
+    cmp = ", ".join(f"**{k}** {v:.3g}" for k, v in (compare or {}).items())
+    return f"""## A real head: Colin27 (T1 → pseudo-CT → simulation → prediction)
+`tfus generate --subjects-t1 /usr/share/mricron/templates/ch2.nii.gz` turned the Colin27 T1 into a pseudo-CT
+(a Prefect task; cached in `{cfg.store}.subjects/`) and simulated {cfg.placements} placements over its vault.
+Skull over the vault: thickness median {real.get('skull_thickness_median_mm')} mm (5–95 %
+{real.get('skull_thickness_p5_mm')}–{real.get('skull_thickness_p95_mm')} mm), encloses the brain on
+{100 * float(real.get('vault_enclosed_fraction') or 0):.0f} % of the vault rays, volume {real.get('skull_volume_ml')} mL.
+
+{qc}
+Sample `{real['sample_id']}`: simulated peak {float(real.get('peak_pressure_pa') or 0) / 1e3:.1f} kPa at
+{real.get('focal_point_mm')} mm.
+
+![Colin27 pseudo-CT and simulated pressure]({rel(figs['real_sample'])})
+
+Prediction through the flow API for this placement (a model trained on phantoms only) against its simulation: {cmp}.
+
+![prediction on the real head]({rel(figs['real_prediction'])})
+"""
+
+
 def _write_report(cfg: DemoConfig, sample: dict, metrics: dict, summary: dict, compare: dict,
-                  figs: dict[str, Path], times: dict[str, float]) -> Path:
+                  figs: dict[str, Path], times: dict[str, float], real_section: str = "") -> Path:
     rel = lambda p: os.path.relpath(p, cfg.out_dir)  # noqa: E731
     timing = "\n".join(f"| {k} | {v:.0f} |" for k, v in times.items())
     text = f"""# tfus demo report
@@ -231,6 +297,7 @@ Against the simulation of the same placement (normalised fields, log(1 + p/max p
 
 ![prediction, simulation and error]({rel(figs['prediction'])})
 
+{real_section}
 ## Training
 ![training curves]({rel(figs['curves'])})
 
@@ -254,16 +321,20 @@ the pipeline. See docs/RESULTS.md for a larger run.
 
 def run_demo(cfg: DemoConfig) -> Path:
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    steps = _Steps(7)
+    steps = _Steps(8)
     with local_prefect_server() as api_url:
         print(f"Prefect API: {api_url}")
         steps.run("Synthetic heads (tfus phantom)", _make_heads, cfg)
         steps.run("Dataset generation flow on a local Dask cluster (tfus generate)", _generate, cfg)
+        real = steps.run("A real head: Colin27 T1 → pseudo-CT → simulations (tfus generate --subjects-t1)",
+                         _real_head, cfg)
         sample = steps.run("Query the dataset (tfus stats / tfus query)", _query, cfg)
         steps.run("Train DeepTFUS (tfus train)", _train, cfg)
         metrics = steps.run("Evaluate on held-out subjects vs free field (tfus evaluate)", _evaluate, cfg)
-        summary = steps.run("Prediction through the flow API (tfus serve + tfus request)",
-                            _predict_through_api, cfg, sample)
-        compare = _compare(cfg, sample, summary)
-        figs = steps.run("Report", _figures, cfg, sample)
-    return _write_report(cfg, sample, metrics, summary, compare, figs, steps.times)
+        summaries = steps.run("Predictions through the flow API (tfus serve + tfus request)",
+                              _predict_through_api, cfg, [sample] + ([real] if real else []))
+        compare = _compare(cfg, sample, summaries[0])
+        real_compare = _compare(cfg, real, summaries[1], "colin27_prediction") if real else None
+        figs = steps.run("Report", _figures, cfg, sample, real)
+    return _write_report(cfg, sample, metrics, summaries[0], compare, figs, steps.times,
+                         _real_head_section(cfg, real, real_compare, figs))

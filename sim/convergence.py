@@ -134,6 +134,21 @@ def run_phantom_skull_convergence(seed: int, config: SimConfig, study: Convergen
                                  progress=progress, device=device)
 
 
+def run_ct_skull_convergence(ct, seed: int, config: SimConfig, study: ConvergenceStudy,
+                             out_dir: str | os.PathLike, progress: bool = True, device: str = "cpu") -> dict:
+    """``run_skull_convergence`` on a CT or pseudo-CT file at its first planned placement (seeded)."""
+    from tfus.sim.ingest import load_volume  # noqa: PLC0415
+    from tfus.sim.placement import plan_placements  # noqa: PLC0415
+
+    volume = load_volume(ct)
+    placement = plan_placements(volume, 1, seed, config)[0]
+    report = run_skull_convergence(volume, placement.position_mm, placement.target_mm, config, study, out_dir,
+                                   progress=progress, device=device)
+    report["ct"] = str(ct)
+    (Path(out_dir) / "convergence.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
 def _axis_profile(result, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """Amplitude along the bowl axis from the apex to 1.5 R (distance in mm, Pa)."""
     from scipy import ndimage  # noqa: PLC0415

@@ -72,6 +72,7 @@ def _register_validate(sub) -> None:
     skull.add_argument("--box-mm", type=float, default=48.0, help="edge of the simulated box (default 48)")
     skull.add_argument("--preset", default="small", help="physics of the study (default small)")
     skull.add_argument("--seed", type=int, default=0, help="phantom and placement seed (default 0)")
+    skull.add_argument("--ct", help="a CT or pseudo-CT instead of the phantom (its first planned placement)")
     p.set_defaults(handler=_validate)
 
 
@@ -122,11 +123,15 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _skull_convergence(args: argparse.Namespace) -> int:
     from tfus.sim.config import load_sim_config  # noqa: PLC0415
-    from tfus.sim.convergence import ConvergenceStudy, run_phantom_skull_convergence  # noqa: PLC0415
+    from tfus.sim.convergence import ConvergenceStudy, run_ct_skull_convergence, run_phantom_skull_convergence  # noqa: PLC0415, E501
 
-    report = run_phantom_skull_convergence(args.seed, load_sim_config(args.preset),
-                                           ConvergenceStudy(tuple(args.spacings_mm), args.box_mm), args.out,
-                                           progress=not args.no_progress, device=args.device)
+    study = ConvergenceStudy(tuple(args.spacings_mm), args.box_mm)
+    if args.ct:
+        report = run_ct_skull_convergence(args.ct, args.seed, load_sim_config(args.preset), study, args.out,
+                                          progress=not args.no_progress, device=args.device)
+    else:
+        report = run_phantom_skull_convergence(args.seed, load_sim_config(args.preset), study, args.out,
+                                               progress=not args.no_progress, device=args.device)
     keys = ("spacing_mm", "rel_l2_vs_finest", "peak_rel_error_vs_finest", "focal_shift_vs_finest_mm",
             "observed_order_rel_l2", "runtime_s")
     print(json.dumps([{k: row.get(k) for k in keys} for row in report["levels"]], indent=2))

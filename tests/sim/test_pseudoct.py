@@ -10,7 +10,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from tfus.sim.brainmask import colin27_paths, load_colin27
-from tfus.sim.ingest import Volume, grid_covering, load_volume, resample, save_nifti
+from tfus.sim.ingest import Volume, crop_volume, grid_covering, load_volume, resample, save_nifti
 from tfus.sim.mri import make_pseudo_ct, qc_paths
 from tfus.sim.phantom import make_phantom
 from tfus.sim.pseudoct import AIR_HU, PseudoCTConfig, t1_to_pseudo_ct
@@ -68,6 +68,20 @@ def test_scanner_scale_orientation_and_voxel_size_do_not_change_the_skull(colin,
     ref = colin_pct.skull & (resample(Volume(np.ones(shape, np.float32), affine), t1.affine, t1.shape).hu > 0.5)
     dice = 2 * np.sum(back & ref) / (back.sum() + ref.sum())
     assert dice > 0.75
+
+
+def test_a_field_of_view_cut_at_the_skull_base_still_gives_the_vault(colin):
+    """A T1 whose field of view ends 20 mm below the AC plane (world z = -20 mm) and is cut at the face."""
+    t1, mask = colin
+    lo, hi = t1.centre_bounds_mm()
+    cut_lo = np.array([lo[0], lo[1] + 15.0, -20.0])
+    box_c, box = (cut_lo + hi) / 2, hi - cut_lo
+    small = crop_volume(t1, box_c, box)
+    small_mask = crop_volume(Volume(mask.astype(np.float32), t1.affine), box_c, box).hu > 0.5
+    pct = t1_to_pseudo_ct(small, small_mask)
+    qc = skull_qc(pct.head, pct.skull, pct.intracranial, small.affine)
+    assert qc["vault_enclosed_fraction"] >= 0.9 and 4.0 <= qc["skull_thickness_median_mm"] <= 12.0
+    assert small.shape[2] < t1.shape[2] and small.shape[1] < t1.shape[1]
 
 
 def test_without_a_brain_mask_colin27_is_registered(colin):
