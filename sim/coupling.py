@@ -137,11 +137,16 @@ def find_head(volume: Volume, spacing_mm: float = COARSE_MM) -> HeadMask:
 
 
 def couple_window(ct_hu: np.ndarray, affine: np.ndarray, head: HeadMask) -> np.ndarray:
-    """A window's HU with everything outside the head set to water (0 HU); inside unchanged."""
+    """A window's HU with everything outside the head, and the air of the skin's partial-volume band (the
+    outer ``SKIN_MM``), set to water (0 HU); inside unchanged. Air deeper inside is left for
+    :func:`check_no_air`, so a coupled window that passes it holds no air at all (a stored window re-read
+    later needs no head mask)."""
     idx = np.indices(ct_hu.shape, dtype=np.float32).reshape(3, -1).T
     world = idx @ affine[:3, :3].T.astype(np.float32) + affine[:3, 3].astype(np.float32)
     inside = head.contains(world).reshape(ct_hu.shape)
-    return np.where(inside, ct_hu, np.float32(0.0)).astype(np.float32)
+    deep = deep_head(head).contains(world).reshape(ct_hu.shape)
+    water = ~inside | ((ct_hu < AIR_HU) & ~deep)
+    return np.where(water, np.float32(0.0), ct_hu).astype(np.float32)
 
 
 def air_inside(ct_hu: np.ndarray, affine: np.ndarray, head: HeadMask | None) -> np.ndarray:

@@ -146,6 +146,7 @@ def _summary(state, window: Window, config: SimConfig, inputs: dict, c_min: floa
         "n_source_points": int(state.n_source_points),
         "grid_shape": list(window.shape),
         "spacing_mm": float(window.spacing_mm),
+        "coupling_medium": window.coupling,
         "affine": np.asarray(window.affine).tolist(),
         "solver": state.info.get("solver", "kwave-python kspace_solver.Simulation (streaming lock-in)"),
         "engine": state.info.get("engine", "kwave-binary"),  # "tfus" | "kwave" (sim.solver); else the C++ binary

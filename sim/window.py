@@ -31,6 +31,11 @@ MARGIN_VOX = 2          # free voxels required between the bowl and the window's
 MAX_WINDOW_VOXELS = 2**31  # refuse absurd whole-CT grids before allocating them
 
 
+COUPLING_WATER = "water: the CT's background (0 HU) is the coupling medium"
+COUPLING_SCANNER = ("water: the CT's air, table and holders outside the head were replaced by coupling water "
+                    "(0 HU), as the simulation assumes the transducer is coupled through water or gel")
+
+
 def transducer_encoding(bowl: Bowl, transducer, n: int, affine) -> tuple[np.ndarray, np.ndarray]:
     """The transducer as stored with a sample and fed to the model: (P, 3) float32 points on its radiating
     surface in voxel coordinates of ``affine``, and (P, 3) float32 ``(ring index, relative amplitude, phase
@@ -62,6 +67,7 @@ class Window:
     transducer_points_vox: np.ndarray
     bowl: Bowl | None = None
     transducer_drive: np.ndarray | None = None
+    coupling: str = COUPLING_WATER  # what lies between the scalp and the transducer (the summary says it)
 
     def __post_init__(self) -> None:
         ct = np.asarray(self.ct_hu, dtype=np.float32)
@@ -179,10 +185,11 @@ def make_window(volume_or_path: Volume | str | os.PathLike, position_mm, target_
         volume = load_volume(volume_or_path)
     affine, shape, bowl = plan_window(volume, position_mm, target_mm, config, crop_mm, source)
     ct = resample(volume, affine, shape, fill_hu=0.0)
-    hu, head = ct.hu, None
+    hu, head, coupling = ct.hu, None, COUPLING_WATER
     if has_air_background(volume):  # a scanner CT: air, table and holders outside the head become coupling water
         head = find_head(volume)
         hu = couple_window(hu, affine, head)
+        coupling = COUPLING_SCANNER
     check_no_air(hu, affine, head, source or "CT")
     points, drive = transducer_encoding(bowl, config.transducer, int(config.n_transducer_points), affine)
-    return Window(hu, affine, points, bowl, drive)
+    return Window(hu, affine, points, bowl, drive, coupling)

@@ -51,7 +51,18 @@ def test_placements_sit_over_the_vault_and_aim_into_the_brain(scanner):
         hit = _labels_at(scanner, near)
         assert not any(hit[name] for name in ("face", "ears", "orbits", "table", "holder")), (p, hit)
         assert _labels_at(scanner, np.asarray(p.target_mm)[None])["intracranial"], p
-        make_window(scanner.volume, p.position_mm, p.target_mm, CONFIG)  # raises if air lay in the window
+        window = make_window(scanner.volume, p.position_mm, p.target_mm, CONFIG)  # raises if air lay in it
+        assert window.ct_hu.min() >= -400  # a coupled window holds no air (re-read later without a head mask)
+        assert "coupling water" in window.coupling
+
+
+def test_the_summary_says_what_couples_the_transducer(scanner):
+    from tfus.sim import simulate
+
+    p = plan_placements(scanner.volume, 1, 2, CONFIG)[0]
+    result = simulate(scanner.volume, p.position_mm, p.target_mm, CONFIG, progress=False)
+    assert "replaced by coupling water" in result.summary["coupling_medium"]
+    assert np.isfinite(result.pressure_pa).all() and result.summary["peak_pressure_pa"] > 1e3
 
 
 def test_outside_the_head_is_coupling_water_in_the_window(scanner):
