@@ -63,12 +63,13 @@ def _executing_simulations(dask_worker) -> tuple[int, list[str]]:
 
 
 def _kill_one_mid_simulation(client, killed: dict, stop: threading.Event) -> None:
-    """SIGKILL the first worker seen running a simulation for 1 s (still running then)."""
+    """SIGKILL the first worker seen running a simulation for 0.4 s (still running then; a tiny simulation on a
+    warm worker takes about a second, so a longer wait can miss both)."""
     while not stop.is_set():
         busy = {a: v for a, v in client.run(_executing_simulations).items() if v[1]}
         if busy:
             address, (pid, keys) = next(iter(busy.items()))
-            time.sleep(1.0)
+            time.sleep(0.4)
             still = client.run(_executing_simulations, workers=[address]).get(address, (0, []))
             if set(keys) & set(still[1]):
                 os.kill(pid, signal.SIGKILL)
