@@ -49,7 +49,8 @@ class PseudoCTConfig:
 
     HU values: sourced in the module docstring. The lengths are search limits of the segmentation, chosen
     around published anatomy, not fitted: ``max_skull_mm`` = 16 covers the thickest adult vault sites
-    (occipital 8.2 ± 2.5 mm, i.e. ~13 mm at +2 SD; CT series in docs/VALIDATION.md) plus CSF; ``diploe_max_mm``
+    (occipital means up to 8.2 mm, Li et al. 2007; SD ~2.5 mm in a CT series of 100 adults, 7.98 ± 2.47 mm;
+    ~13 mm at +2 SD) plus CSF; ``diploe_max_mm``
     = 5 is the diploë of a ~7 mm vault with ~1–2 mm tables; ``scalp_min_mm`` = 2 keeps the skin (and its
     partial-volume edge) out of the bone; ``csf_mm`` = 1 is an assumption — T1 cannot separate CSF from the
     inner table; docs/VALIDATION.md shows that 2 mm changes the Colin27 thickness by 0.5 mm and the simulated
