@@ -18,11 +18,12 @@ and hole-filled so that canals open to the outside (nostrils, ear canals) count 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
 
-from tfus.sim.ingest import Volume, grid_covering, resample, world_to_voxel
+from tfus.sim.ingest import Volume, grid_covering, resample, sample_nearest
 
 COARSE_MM = 2.0
 DETACH_MM = 4.0
@@ -44,11 +45,13 @@ class HeadMask:
 
     def contains(self, points_mm) -> np.ndarray:
         """Whether world points (..., 3) lie inside the head (nearest coarse voxel)."""
-        v = np.rint(world_to_voxel(self.affine, points_mm)).astype(int)
-        ok = np.all((v >= 0) & (v < np.asarray(self.mask.shape)), axis=-1)
-        out = np.zeros(v.shape[:-1], dtype=bool)
-        out[ok] = self.mask[tuple(v[ok].T)]
-        return out
+        return sample_nearest(self.mask, self.affine, points_mm, False)
+
+    @cached_property
+    def deep(self) -> "HeadMask":
+        """The head less its outer ``SKIN_MM`` (computed once per head)."""
+        spacing = float(np.linalg.norm(self.affine[:3, 0]))
+        return HeadMask(ndimage.binary_erosion(self.mask, iterations=max(1, round(SKIN_MM / spacing))), self.affine)
 
 
 def background_hu(hu: np.ndarray) -> float:
@@ -61,7 +64,7 @@ def has_air_background(volume: Volume) -> bool:
     return background_hu(volume.hu) < AIR_BACKGROUND_HU
 
 
-def _largest(mask: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+def largest_component(mask: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
     """The component of ``mask`` with the most voxels (or the most ``weight`` voxels)."""
     labels, count = ndimage.label(mask)
     if count == 0:
@@ -115,9 +118,9 @@ def head_from_hu(hu: np.ndarray, spacing_mm: float) -> np.ndarray:
         dense = ndimage.binary_closing(bone, iterations=2)
     detach = _ball(round(DETACH_MM / spacing_mm))
     core = ndimage.binary_opening(dense, structure=detach)
-    head = _largest(core, bone) if core.any() else _largest(dense)  # the skull's component, not a big table
+    head = largest_component(core, bone) if core.any() else largest_component(dense)  # the skull's component, not a big table
     head = ndimage.binary_dilation(head, structure=detach) & dense | head  # grow back, not onto the table
-    head = _largest(head)
+    head = largest_component(head)
     seal = _ball(round(SEAL_MM / spacing_mm))
     pad = seal.shape[0]
     closed = ndimage.binary_closing(np.pad(head, pad), structure=seal)[tuple([slice(pad, -pad)] * 3)]
@@ -144,7 +147,7 @@ def couple_window(ct_hu: np.ndarray, affine: np.ndarray, head: HeadMask) -> np.n
     idx = np.indices(ct_hu.shape, dtype=np.float32).reshape(3, -1).T
     world = idx @ affine[:3, :3].T.astype(np.float32) + affine[:3, 3].astype(np.float32)
     inside = head.contains(world).reshape(ct_hu.shape)
-    deep = deep_head(head).contains(world).reshape(ct_hu.shape)
+    deep = head.deep.contains(world).reshape(ct_hu.shape)
     water = ~inside | ((ct_hu < AIR_HU) & ~deep)
     return np.where(water, np.float32(0.0), ct_hu).astype(np.float32)
 
@@ -156,14 +159,11 @@ def air_inside(ct_hu: np.ndarray, affine: np.ndarray, head: HeadMask | None) -> 
         return np.zeros((0, 3))
     world = air @ affine[:3, :3].T + affine[:3, 3]
     if head is not None:
-        world = world[deep_head(head).contains(world)]
+        world = world[head.deep.contains(world)]
     return world
 
 
-def deep_head(head: HeadMask) -> HeadMask:
-    """The head less its outer ``SKIN_MM``."""
-    spacing = float(np.linalg.norm(head.affine[:3, 0]))
-    return HeadMask(ndimage.binary_erosion(head.mask, iterations=max(1, round(SKIN_MM / spacing))), head.affine)
+
 
 
 def check_no_air(ct_hu: np.ndarray, affine: np.ndarray, head: HeadMask | None, source: str = "") -> None:

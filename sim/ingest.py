@@ -110,6 +110,15 @@ def world_to_voxel(affine: np.ndarray, points_mm) -> np.ndarray:
     return p @ inv[:3, :3].T + inv[:3, 3]
 
 
+def sample_nearest(array: np.ndarray, affine: np.ndarray, points_mm, fill=0) -> np.ndarray:
+    """Values of ``array`` at the voxels nearest to world points (..., 3); ``fill`` outside the grid."""
+    v = np.rint(world_to_voxel(affine, points_mm)).astype(int)
+    ok = np.all((v >= 0) & (v < np.asarray(array.shape)), axis=-1)
+    out = np.full(v.shape[:-1], fill, dtype=array.dtype)
+    out[ok] = array[tuple(v[ok].T)]
+    return out
+
+
 def axis_aligned_affine(origin_mm, spacing_mm: float) -> np.ndarray:
     """An affine with isotropic ``spacing_mm`` along +x, +y, +z (RAS) and voxel (0, 0, 0) at ``origin_mm``."""
     a = np.diag([spacing_mm, spacing_mm, spacing_mm, 1.0])

@@ -57,6 +57,18 @@ def _grid(semi_axes: np.ndarray, spacing_mm: float, margin_mm: float) -> tuple[n
     return affine, axes
 
 
+def check_head_args(seed, spacing_mm, scale, margin_mm) -> None:
+    """``ValueError`` naming the argument of a synthetic head (shared with ``sim.scanner_phantom``)."""
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"`seed` must be a non-negative integer, got {seed}")
+    if not 0.1 <= spacing_mm <= 5.0:
+        raise ValueError(f"`spacing_mm` must be in [0.1, 5] mm, got {spacing_mm}")
+    if not 0.2 <= scale <= 2.0:
+        raise ValueError(f"`scale` must be in [0.2, 2], got {scale}")
+    if not margin_mm >= 0:
+        raise ValueError(f"`margin_mm` must be >= 0, got {margin_mm}")
+
+
 def make_phantom(seed: int, spacing_mm: float = 1.0, scale: float = 1.0, margin_mm: float = 20.0,
                  semi_axes_mm: tuple[float, float, float] = ADULT_SEMI_AXES_MM) -> Volume:
     """A CT-like head, deterministic from ``seed``.
@@ -64,14 +76,7 @@ def make_phantom(seed: int, spacing_mm: float = 1.0, scale: float = 1.0, margin_
     ``scale`` shrinks or grows the head's outline (not its layer thicknesses, so tiny test heads keep a
     resolvable skull); ``margin_mm`` of water surrounds the head so transducers fit inside the volume.
     """
-    if int(seed) != seed or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative integer, got {seed}")
-    if not 0.1 <= spacing_mm <= 5.0:
-        raise ValueError(f"`spacing_mm` must be in [0.1, 5] mm, got {spacing_mm}")
-    if not 0.2 <= scale <= 2.0:
-        raise ValueError(f"`scale` must be in [0.2, 2], got {scale}")
-    if margin_mm < 0:
-        raise ValueError(f"`margin_mm` must be >= 0, got {margin_mm}")
+    check_head_args(seed, spacing_mm, scale, margin_mm)
     rng = np.random.default_rng(int(seed))
     semi = np.asarray(semi_axes_mm, dtype=np.float64) * scale * rng.uniform(0.95, 1.05, size=3)
     affine, (x, y, z) = _grid(semi, spacing_mm, margin_mm)

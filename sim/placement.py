@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from tfus.sim.coupling import AIR_HU, HeadMask, background_hu, deep_head, head_from_hu
-from tfus.sim.ingest import Volume, grid_covering, resample, voxel_to_world, world_to_voxel
+from tfus.sim.coupling import AIR_HU, HeadMask, background_hu, head_from_hu
+from tfus.sim.ingest import Volume, grid_covering, resample, sample_nearest, voxel_to_world, world_to_voxel
 from tfus.sim.transducer import Bowl
 from tfus.sim.window import plan_window
 
@@ -106,7 +106,7 @@ def find_scalp(volume: Volume, plan_spacing_mm: float = PLAN_SPACING_MM) -> _Sca
     step = (smooth[tuple(surface.T)] - 0.5) / norm  # Newton step onto the 0.5 level, in voxels
     points_vox = surface + step[:, None] * normals
     centroid = voxel_to_world(affine, np.argwhere(mask).mean(axis=0))
-    air = np.argwhere((hu < AIR_HU) & deep_head(HeadMask(mask, affine)).mask)  # cavities, not the skin's edge
+    air = np.argwhere((hu < AIR_HU) & HeadMask(mask, affine).deep.mask)  # cavities, not the skin's edge
     background = background_hu(hu)
     object_hu = 0.5 * (background + SOFT_TISSUE_HU) if background < SOFT_TISSUE_HU - 30 else np.inf
     return _Scalp(mask, affine, voxel_to_world(affine, points_vox), normals, centroid, hu,
@@ -127,11 +127,7 @@ def _spread(points: np.ndarray, rng: np.random.Generator):
 
 
 def _inside(scalp: _Scalp, points_mm: np.ndarray) -> np.ndarray:
-    v = np.rint(world_to_voxel(scalp.affine, points_mm)).astype(int)
-    ok = np.all((v >= 0) & (v < np.asarray(scalp.mask.shape)), axis=1)
-    out = np.zeros(len(points_mm), dtype=bool)
-    out[ok] = scalp.mask[tuple(v[ok].T)]
-    return out
+    return sample_nearest(scalp.mask, scalp.affine, points_mm, False)
 
 
 MAX_SCALP_MM = 12.0  # the skull lies at most this deep under the scalp over the vault (face, eyes, ears: deeper)
@@ -139,11 +135,7 @@ RAY_STEP_MM = 0.5
 
 
 def _hu_at(scalp: _Scalp, points_mm: np.ndarray) -> np.ndarray:
-    v = np.rint(world_to_voxel(scalp.affine, points_mm)).astype(int)
-    ok = np.all((v >= 0) & (v < np.asarray(scalp.hu.shape)), axis=-1)
-    out = np.zeros(v.shape[:-1], dtype=np.float32)
-    out[ok] = scalp.hu[tuple(v[ok].T)]
-    return out
+    return sample_nearest(scalp.hu, scalp.affine, points_mm, 0.0)
 
 
 def _vault_reason(scalp: _Scalp, point, target) -> str | None:

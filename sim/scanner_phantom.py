@@ -40,7 +40,7 @@ from scipy import ndimage
 
 from tfus.sim.ingest import Volume, grid_covering, save_nifti
 from tfus.sim.phantom import (ADULT_SEMI_AXES_MM, BRAIN_HU, CSF_HU, FIELDS, SHELL_MM, SKIN_HU, _draw_field,
-                              _eval_field, _layers)
+                              _eval_field, _layers, check_head_args)
 
 AIR_HU, SOFT_HU, FAT_HU, EYE_HU = -1000.0, 40.0, -85.0, 15.0
 CORTICAL_HU, MASTOID_HU, TEETH_HU, METAL_HU = 1700.0, 1200.0, 2200.0, 3500.0
@@ -105,14 +105,7 @@ def _clear(mask: np.ndarray, keepout: np.ndarray, dist_mm: float, sp: float) -> 
 
 
 def _validate(seed, spacing_mm, scale, margin_mm, fov_cut_z_mm) -> None:
-    if int(seed) != seed or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative integer, got {seed}")
-    if not 0.1 <= spacing_mm <= 5.0:
-        raise ValueError(f"`spacing_mm` must be in [0.1, 5] mm, got {spacing_mm}")
-    if not 0.2 <= scale <= 2.0:
-        raise ValueError(f"`scale` must be in [0.2, 2], got {scale}")
-    if not margin_mm >= 0:
-        raise ValueError(f"`margin_mm` must be >= 0, got {margin_mm}")
+    check_head_args(seed, spacing_mm, scale, margin_mm)
     if fov_cut_z_mm is not None and not np.isfinite(fov_cut_z_mm):
         raise ValueError(f"`fov_cut_z_mm` must be a finite z in mm or None, got {fov_cut_z_mm}")
 

@@ -19,21 +19,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from tfus.sim.ingest import voxel_to_world, world_to_voxel
+from tfus.sim.ingest import sample_nearest, voxel_to_world, world_to_voxel
 
 VAULT_RAYS = 600
 STEP_MM = 0.25
 MIN_BONE_MM = 1.0
 MIN_ENCLOSED = 0.9
-
-
-def _sample(mask: np.ndarray, affine: np.ndarray, points_mm: np.ndarray) -> np.ndarray:
-    """Nearest-voxel lookup of a bool mask at world points (..., 3); outside the grid: False."""
-    v = np.rint(world_to_voxel(affine, points_mm)).astype(int)
-    ok = np.all((v >= 0) & (v < np.asarray(mask.shape)), axis=-1)
-    out = np.zeros(v.shape[:-1], dtype=bool)
-    out[ok] = mask[tuple(v[ok].T)]
-    return out
 
 
 def vault_directions(n: int = VAULT_RAYS) -> np.ndarray:
@@ -66,7 +57,7 @@ def skull_qc(head: np.ndarray, skull: np.ndarray, intracranial: np.ndarray, affi
     reach = float(np.linalg.norm(np.asarray(head.shape) * spacing))
     s = np.arange(0.0, reach, STEP_MM)
     pts = centre + dirs[:, None, :] * s[None, :, None]  # (rays, samples, 3)
-    in_head, in_bone = _sample(head, affine, pts), _sample(skull, affine, pts)
+    in_head, in_bone = sample_nearest(head, affine, pts, False), sample_nearest(skull, affine, pts, False)
     exit_idx = np.where(in_head.any(axis=1), in_head.shape[1] - np.argmax(in_head[:, ::-1], axis=1) - 1, 0)
     bone_mm = in_bone.sum(axis=1) * STEP_MM
     enclosed = bone_mm >= MIN_BONE_MM
@@ -91,7 +82,7 @@ def _normal_thickness(head, skull, affine, spacing, scalp_mm: np.ndarray) -> np.
     inward = g_world / np.maximum(np.linalg.norm(g_world, axis=1, keepdims=True), 1e-9)
     s = np.arange(0.0, 40.0, STEP_MM)
     pts = scalp_mm[:, None, :] + inward[:, None, :] * s[None, :, None]
-    _, length = _runs(_sample(skull, affine, pts))
+    _, length = _runs(sample_nearest(skull, affine, pts, False))
     return length[length > 0] * STEP_MM
 
 
