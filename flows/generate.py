@@ -25,7 +25,8 @@ from prefect.cache_policies import NO_CACHE
 
 from tfus.flows import generate_report as report
 from tfus.flows.runtime import configure_dask, prefect_environment
-from tfus.flows.subjects import Subject, assign_splits, check_fractions, placement_seed, resolve_subjects, sample_key
+from tfus.flows.subjects import (Subject, assign_splits, check_fractions, describe_split, placement_seed,
+                                 resolve_subjects, sample_key)
 
 prefect_environment()
 log = logging.getLogger(__name__)
@@ -126,9 +127,9 @@ def _subject_samples(subject: Subject, split: str, placements: list[dict] | None
 
 
 def plan_samples(runner, subjects: list[Subject], n_placements: int, seed: int, config,
-                 fractions) -> list[PlannedSample]:
-    """Placements for every subject (in parallel on the cluster), the split, and the sample keys."""
-    splits = assign_splits([s.subject_id for s in subjects], fractions, seed)
+                 splits: dict[str, str]) -> list[PlannedSample]:
+    """Placements for every subject (in parallel on the cluster) and the sample keys; ``splits``: the
+    subject-disjoint split (:func:`plan_splits`)."""
     futures = [runner.submit(plan_subject, {"subject_path": s.path, "n_placements": n_placements,
                                             "seed": placement_seed(seed, s.content_hash), "config": config})
                for s in subjects]
@@ -143,6 +144,21 @@ def plan_samples(runner, subjects: list[Subject], n_placements: int, seed: int, 
         samples += _subject_samples(subject, splits[subject.subject_id], placements, n_placements,
                                     config.key(), reason)
     return samples
+
+
+def plan_splits(dataset, subjects: list[Subject], fractions, seed: int) -> dict[str, str]:
+    """Each subject's split: the one it already has in the store, else :func:`flows.subjects.assign_splits`;
+    logged before anything is simulated (with what fewer than 3 subjects mean for training)."""
+    table = dataset.query(status=None)
+    recorded = dict(zip(table["subject_id"], table["split"])) if len(table) else {}
+    splits = assign_splits([s.subject_id for s in subjects], fractions, seed, recorded)
+    logger = get_run_logger()
+    logger.info("split: %s", describe_split(splits))
+    if 0 < len(subjects) < 3:
+        logger.warning("only %d subject(s): some splits are empty (%s); `tfus train --no-val` trains without "
+                       "validation, and 3 or more subjects give every split one", len(subjects),
+                       describe_split(splits))
+    return splits
 
 
 # --- running ------------------------------------------------------------------------------------------
@@ -210,7 +226,7 @@ def make_runner(workers: int | None, dask_address: str | None, local_directory: 
 
 
 def _prepare(subjects, store: str, placements: int, preset: str, seed: int, split, workers, dask_address,
-             phantom_options, slurm=None):
+             phantom_options, slurm=None, grid: str | None = None):
     """Every check before compute, then the store's lease; returns (config, subjects, dataset, lease)."""
     from tfus.flows import generate_checks as checks  # noqa: PLC0415
     from tfus.storage import DatasetSpec, acquire_lease, create_dataset  # noqa: PLC0415
@@ -218,6 +234,8 @@ def _prepare(subjects, store: str, placements: int, preset: str, seed: int, spli
     checks.check_counts(placements, workers, dask_address, slurm)
     check_fractions(split)
     config = checks.load_config(preset)
+    if grid is not None and grid != config.grid:
+        config = config.replace(grid=grid)
     checks.check_store_writable(store)
     needed = checks.check_memory(config, workers, dask_address)  # on an existing cluster: its workers, once
     if slurm is not None:
@@ -228,7 +246,8 @@ def _prepare(subjects, store: str, placements: int, preset: str, seed: int, spli
                        n_transducer_points=config.n_transducer_points)
     lease = acquire_lease(store, label="tfus generate")  # one coordinating run per store (StoreBusy otherwise)
     try:
-        dataset = create_dataset(store, spec, {"sim_config": config.to_dict()})
+        checks.check_grid(store, config.grid)  # before anything is written to the store
+        dataset = create_dataset(store, spec, {"sim_config": config.to_dict(), "grid": config.grid})
     except BaseException:
         lease.release()
         raise
@@ -262,7 +281,7 @@ def generate_dataset(subjects: str | list[str], store: str, placements: int = 4,
                      seed: int = 0, split: tuple[float, float, float] = (0.7, 0.15, 0.15),
                      workers: int | None = None, dask_address: str | None = None, progress: bool = False,
                      phantom_options: dict | None = None, slurm: dict | None = None,
-                     subjects_t1: str | list[str] | None = None) -> dict:
+                     subjects_t1: str | list[str] | None = None, grid: str | None = None) -> dict:
     """Simulate ``placements`` transducer placements for each subject into the dataset at ``store``.
 
     ``subjects``: ``"phantom:N"``, a CT path or glob, or a list of those (or None with ``subjects_t1``);
@@ -292,7 +311,8 @@ def generate_dataset(subjects: str | list[str], store: str, placements: int = 4,
     elif not subjects:
         raise ValueError("subjects: none given (phantom:N, CT paths/globs, or subjects_t1)")
     config, resolved, dataset, lease, needed = _prepare(subjects, store, placements, preset, seed, split,
-                                                        workers, dask_address, phantom_options, slurm_options)
+                                                        workers, dask_address, phantom_options, slurm_options,
+                                                        grid)
     with lease:
         logger.info("%d subjects × %d placements, preset %s, store %s", len(resolved), placements,
                     config.preset, store)
@@ -306,7 +326,8 @@ def generate_dataset(subjects: str | list[str], store: str, placements: int = 4,
                     raise ValueError(next(iter(bad.values())))
                 dataset.record_subjects(facts)
                 resolved = resolved + mri
-            samples = plan_samples(runner, resolved, placements, seed, config, split)
+            samples = plan_samples(runner, resolved, placements, seed, config,
+                                   plan_splits(dataset, resolved, split, seed))
             lease.check()
             done_before = _reserve(dataset, samples, config)
             todo = [s for s in samples if s.key not in done_before and not s.failed_reason]

@@ -71,3 +71,28 @@ def check_memory(config, workers: int | None, dask_address: str | None) -> int:
                          f"{available / 2**30:.2f} GiB: use fewer workers per machine, bigger workers, "
                          "or a smaller window_shape")
     return needed
+
+
+
+def store_grid(store_url: str) -> str | None:
+    """The kind of window the samples of an existing store have ("beam" / "subject"; None: no store or no
+    samples yet), read from the rows' simulation configs (rows from before the subject grid: "beam")."""
+    import json  # noqa: PLC0415
+
+    from tfus.storage import open_dataset  # noqa: PLC0415
+
+    try:
+        configs = open_dataset(store_url).array("config_json")[:]
+    except (FileNotFoundError, ValueError):  # no store yet (or only its lease); create_dataset says the rest
+        return None
+    grids = {json.loads(c).get("grid", "beam") for c in configs if c}
+    return None if not grids else "subject" if grids == {"subject"} else "beam" if grids == {"beam"} else "mixed"
+
+
+def check_grid(store_url: str, grid: str) -> None:
+    """A store holds one kind of window: samples on beam-centred and on subject grids do not mix (a model
+    trained on the store would see two tasks). Checked before the store is touched."""
+    recorded = store_grid(store_url)
+    if recorded is not None and recorded != grid:
+        raise ValueError(f"store {store_url} holds {recorded}-grid windows; a --grid {grid} dataset needs "
+                         "another store")

@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 SPLITS = ("train", "val", "test")
 
@@ -142,24 +144,59 @@ def check_fractions(fractions) -> tuple[float, float, float]:
     return values
 
 
-def assign_splits(subject_ids: list[str], fractions=(0.7, 0.15, 0.15), seed: int = 0) -> dict[str, str]:
-    """Subject-disjoint split: subjects ordered by a seeded hash, cut at the cumulative fractions.
-
-    Deterministic and stable: a subject keeps its split wherever it appears in the list. Cut points use
-    rounding of cumulative counts, so 10 subjects at 0.7/0.15/0.15 give 7/2/1 (or 7/1/2), never 0 train.
-    """
+def split_counts(n: int, fractions=(0.7, 0.15, 0.15)) -> tuple[int, int, int]:
+    """Subjects per split for ``n`` subjects: rounded cumulative fractions; from 3 subjects on, every split
+    with a non-zero fraction gets at least one subject (taken from the largest split), and train is never
+    empty when it was asked for."""
     fractions = check_fractions(fractions)
-    order = sorted(subject_ids, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
-    n = len(order)
     cut1 = round(n * fractions[0])
     cut2 = round(n * (fractions[0] + fractions[1]))
-    if n and fractions[0] > 0 and cut1 == 0:
-        cut1 = 1  # never leave training empty when it was asked for
-        cut2 = max(cut2, cut1)
-    out = {}
-    for i, sid in enumerate(order):
-        out[sid] = SPLITS[0] if i < cut1 else SPLITS[1] if i < cut2 else SPLITS[2]
+    counts = [cut1, cut2 - cut1, n - cut2]
+
+    def move_one_to(i: int) -> None:  # from the largest split (it holds >= 2 whenever this is called)
+        donor = max(range(3), key=lambda j: counts[j])
+        counts[donor] -= 1
+        counts[i] += 1
+
+    if n and fractions[0] > 0 and counts[0] == 0:
+        move_one_to(0)
+    wanted = [i for i, f in enumerate(fractions) if f > 0]
+    if n >= len(wanted):
+        for i in wanted:
+            if counts[i] == 0:
+                move_one_to(i)
+    return tuple(int(c) for c in counts)
+
+
+def assign_splits(subject_ids: list[str], fractions=(0.7, 0.15, 0.15), seed: int = 0,
+                  recorded: dict[str, str] | None = None) -> dict[str, str]:
+    """Subject-disjoint split: subjects ordered by a seeded hash, filled into the counts of
+    :func:`split_counts` in that order (train, val, test).
+
+    ``recorded``: the split each subject already has in the store; those subjects keep it (a subject's
+    samples never end up in two splits), and the others fill what the counts leave. 10 subjects at
+    0.7/0.15/0.15 give 7/1/2 (or 7/2/1); 4 give 2/1/1; 2 give 1/1/0 (``tfus generate`` says so).
+    """
+    recorded = {sid: split for sid, split in (recorded or {}).items() if sid in set(subject_ids)}
+    order = sorted(subject_ids, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
+    counts = list(split_counts(len(order), fractions))
+    for split in recorded.values():
+        counts[SPLITS.index(split)] -= 1
+    out = dict(recorded)
+    for sid in order:
+        if sid in out:
+            continue
+        free = [i for i in range(3) if counts[i] > 0]
+        i = free[0] if free else int(np.argmax(np.asarray(fractions, float)))  # over-full: the largest fraction
+        out[sid] = SPLITS[i]
+        counts[i] -= 1
     return out
+
+
+def describe_split(splits: dict[str, str]) -> str:
+    """``"train 7 / val 2 / test 1 subjects"`` (what ``tfus generate`` reports before simulating)."""
+    n = {name: sum(1 for s in splits.values() if s == name) for name in SPLITS}
+    return " / ".join(f"{name} {n[name]}" for name in SPLITS) + " subjects"
 
 
 def sample_key(subject_hash: str, placement_index: int, position_mm, target_mm, config_key: str) -> str:

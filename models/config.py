@@ -168,8 +168,11 @@ class TrainConfig:
     device: str = "auto"          # "auto" | "cpu" | "cuda"
     amp: bool = True              # bf16 autocast on CUDA only
     min_samples: dict = field(default_factory=lambda: {"train": 1, "val": 1})
+    no_val: bool = False          # train without a validation split; the last epoch is the kept model
 
     def __post_init__(self) -> None:
+        if not isinstance(self.no_val, bool):
+            raise ValueError(f"`no_val` must be true or false, got {self.no_val!r}")
         for name in ("epochs", "batch_size"):
             _positive_int(name, getattr(self, name))
         for name in ("num_workers", "seed"):
@@ -205,6 +208,8 @@ class TrainConfig:
         d = self.to_dict()
         for name in ("epochs", "num_workers", "device"):
             d.pop(name)
+        if not d["no_val"]:
+            d.pop("no_val")  # runs from before the option keep their key
         return _key(d)
 
     def replace(self, **changes) -> "TrainConfig":

@@ -33,17 +33,20 @@ from tfus.models.network import DeepTFUS
 log = logging.getLogger(__name__)
 
 
-def split_ids(dataset, url: str, minimum: dict) -> dict[str, list]:
-    """Sample ids per split; checks the splits are subject-disjoint and large enough."""
+def split_ids(dataset, url: str, minimum: dict, no_val: bool = False) -> dict[str, list]:
+    """Sample ids per split; checks the splits are subject-disjoint and large enough (``no_val``: the
+    validation split is not needed, and not used)."""
     ids, subjects = {}, {}
     for split in ("train", "val"):
         rows = dataset.query(split=split)
         ids[split] = list(rows["sample_id"])
         subjects[split] = set(rows["subject_id"])
-        need = int(minimum.get(split, 1))
+        need = 0 if (no_val and split == "val") else int(minimum.get(split, 1))
         if len(ids[split]) < need:
+            hint = ("; train with --no-val to keep the last epoch without validation, or generate more "
+                    "subjects (every split gets one from 3 subjects on)") if split == "val" else ""
             raise ValueError(f"store {url} has {len(ids[split])} complete samples in split {split!r}; "
-                             f"training needs at least {need}")
+                             f"training needs at least {need}{hint}")
     shared = subjects["train"] & subjects["val"]
     if shared:
         raise ValueError(f"store {url}: subjects {sorted(shared)[:5]} appear in both train and val splits")
@@ -147,14 +150,16 @@ def plot_history(path: Path, history: list[dict]) -> None:
     epochs = [row["epoch"] for row in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     axes[0].semilogy(epochs, [r["train_loss"] for r in history], "o-", label="train")
-    axes[0].semilogy(epochs, [r["val_loss"] for r in history], "o-", label="val")
+    validated = "val_loss" in history[-1]
+    if validated:
+        axes[0].semilogy(epochs, [r["val_loss"] for r in history], "o-", label="val")
+        axes[1].plot(epochs, [r["val_rel_l2"] for r in history], "o-", label="rel L2")
+        axes[1].plot(epochs, [r["val_dice_6db"] for r in history], "o-", label="Dice −6 dB")
+        axes[1].legend()
+        axes[2].plot(epochs, [r["val_focal_error_mm"] for r in history], "o-")
     axes[0].set_title("loss")
     axes[0].legend()
-    axes[1].plot(epochs, [r["val_rel_l2"] for r in history], "o-", label="rel L2")
-    axes[1].plot(epochs, [r["val_dice_6db"] for r in history], "o-", label="Dice −6 dB")
-    axes[1].legend()
-    axes[1].set_title("validation")
-    axes[2].plot(epochs, [r["val_focal_error_mm"] for r in history], "o-")
+    axes[1].set_title("validation" if validated else "no validation split (--no-val)")
     axes[2].set_title("validation focal error (mm)")
     for ax in axes:
         ax.set_xlabel("epoch")
@@ -199,8 +204,9 @@ def _epoch(epoch, model, optimizer, datasets, loss_fn, tc, device, spacing, prog
         train_loss = train_epoch(model, _loader(train_ds, tc, True, epoch, device), optimizer, loss_fn,
                                  tc, device, bar)
     train_s = time.perf_counter() - t0
-    return {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
-            **validate(model, _loader(val_ds, tc, False, epoch, device), loss_fn, tc, device, spacing),
+    checked = {} if val_ds is None else \
+        validate(model, _loader(val_ds, tc, False, epoch, device), loss_fn, tc, device, spacing)
+    return {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss, **checked,
             "train_samples_per_s": len(train_ds) / train_s, "epoch_s": time.perf_counter() - t0}
 
 
@@ -211,7 +217,7 @@ def train(store_url: str, model_config: ModelConfig, out_dir, train_config: Trai
     tc = train_config or TrainConfig()
     dataset = storage.open_dataset(store_url)
     attrs = dict(dataset.attrs)
-    split_ids(dataset, store_url, tc.min_samples)
+    split_ids(dataset, store_url, tc.min_samples, tc.no_val)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = run_config(store_url, model_config, tc, attrs)
@@ -219,23 +225,26 @@ def train(store_url: str, model_config: ModelConfig, out_dir, train_config: Trai
     device = pick_device(tc.device)
     model, optimizer, scheduler, state = _restore(out, model_config, tc, device)
     datasets = (StoreDataset(store_url, "train", model_config.n_points, augment=tc.flips, seed=tc.seed),
-                StoreDataset(store_url, "val", model_config.n_points))
+                None if tc.no_val else StoreDataset(store_url, "val", model_config.n_points))
     loss_fn = CompositeLoss.from_train_config(tc)
     for epoch in range(state["epoch"], tc.epochs):
         row = _epoch(epoch, model, optimizer, datasets, loss_fn, tc, device, attrs.get("spacing_mm", 1.0),
                      progress)
         scheduler.step()
         state["history"].append(row)
-        if row["val_loss"] < state["best_val"]:
-            state["best_val"], state["best_epoch"] = row["val_loss"], epoch + 1
+        if tc.no_val or row["val_loss"] < state["best_val"]:  # without validation: the last epoch is kept
+            if not tc.no_val:
+                state["best_val"] = row["val_loss"]
+            state["best_epoch"] = epoch + 1
             checkpoint.save_weights(model, out / "best.safetensors")
-            write_json(out / "config.json", {**config, "best_epoch": epoch + 1, "best_val_loss": row["val_loss"]})
+            write_json(out / "config.json", {**config, "best_epoch": epoch + 1, "validated": not tc.no_val,
+                                             "best_val_loss": None if tc.no_val else row["val_loss"]})
         state["epoch"] = epoch + 1
         checkpoint.save_training_state(out / "last.safetensors", model, optimizer, scheduler, state)
         write_history(out, state["history"])
-        log.info("epoch %d: train %.4g val %.4g", epoch + 1, row["train_loss"], row["val_loss"])
+        log.info("epoch %d: train %.4g val %.4g", epoch + 1, row["train_loss"], row.get("val_loss", math.nan))
     return {"run_dir": str(out), "epochs": state["epoch"], "best_epoch": state["best_epoch"],
-            "best_val_loss": state["best_val"], "model_id": config["model_id"],
+            "best_val_loss": None if tc.no_val else state["best_val"], "model_id": config["model_id"],
             "config_hash": config["config_hash"], "history": state["history"]}
 
 

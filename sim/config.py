@@ -147,6 +147,7 @@ class SimConfig:
     standoff_mm: float = 5.0        # water gap between the scalp and the bowl's rim plane (placement)
     dtype: str = "float32"
     engine: str = "tfus"            # time stepper: "tfus" (sim.engine) or "kwave" (k-wave-python); not physics
+    grid: str = "beam"              # window: "beam" (centred on each beam) or "subject" (one per subject, sim.subject_grid)
     preset: str = "custom"
 
     def __post_init__(self) -> None:
@@ -177,6 +178,11 @@ class SimConfig:
             raise ValueError(f"`dtype` must be 'float32' or 'float64', got {self.dtype!r}")
         if self.engine not in ("tfus", "kwave"):
             raise ValueError(f"`engine` must be 'tfus' or 'kwave', got {self.engine!r}")
+        if self.grid not in ("beam", "subject"):
+            raise ValueError(f"`grid` must be 'beam' (beam-centred windows) or 'subject' (one fixed window per "
+                             f"subject), got {self.grid!r}")
+        if self.grid == "subject" and self.window_shape is None:
+            raise ValueError("`grid: subject` needs `window_shape` (the fixed box every placement shares)")
 
     @property
     def points_per_wavelength_water(self) -> float:
@@ -212,6 +218,8 @@ class SimConfig:
                 d["transducer"].pop(name)
         if not d.get("steady_tol"):  # fixed length: the run every key before this field described
             d.pop("steady_tol", None)
+        if d.get("grid") == "beam":  # beam-centred windows keep the keys they had before the subject grid
+            d.pop("grid")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     def replace(self, **changes) -> "SimConfig":
@@ -241,6 +249,12 @@ PRESETS: dict[str, SimConfig] = {
     "small": SimConfig(transducer=TransducerConfig(frequency_hz=200e3, roc_mm=30.0, aperture_mm=26.0),
                        spacing_mm=1.5, window_shape=(32, 32, 32), extra_cycles=4.0, cfl=0.5,
                        pml_size=8, n_transducer_points=1024, preset="small"),
+    # Skull-fixed CPU datasets (issue "DeepTFUS where the transducer moves", docs/RESULTS.md): the small
+    # preset's physics on one 48³ = 72 mm box per subject over the top of the head (sim.subject_grid); the
+    # bowl moves over the vault inside it.
+    "subject": SimConfig(transducer=TransducerConfig(frequency_hz=200e3, roc_mm=30.0, aperture_mm=26.0),
+                         spacing_mm=1.5, window_shape=(48, 48, 48), extra_cycles=4.0, cfl=0.5,
+                         pml_size=8, n_transducer_points=1024, grid="subject", preset="subject"),
     # Closer to practice on one CPU core: 250 kHz (λ 6 mm) at 1.0 mm = 6 points per wavelength in water, a
     # single-element bowl of R 63.2 mm / D 64 mm (the common 64 mm tFUS bowl geometry, F-number ~1), an
     # 88³ = 88 mm box (bowl + focus + margin). Cost measured with sim.engine: README's preset table.

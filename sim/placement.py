@@ -32,8 +32,9 @@ from scipy import ndimage
 
 from tfus.sim.coupling import AIR_HU, HeadMask, background_hu, head_from_hu
 from tfus.sim.ingest import Volume, grid_covering, resample, sample_nearest, voxel_to_world, world_to_voxel
+from tfus.sim.subject_grid import box_contains, subject_grid
 from tfus.sim.transducer import Bowl
-from tfus.sim.window import plan_window
+from tfus.sim.window import MARGIN_VOX, plan_window
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def _window_reason(volume: Volume, scalp: _Scalp, bowl: Bowl, target, affine, sh
     return None
 
 
-def _try(volume, scalp, point, normal, target, config) -> Placement | str:
+def _try(volume, scalp, point, normal, target, config, grid=None) -> Placement | str:
     """A placement at a scalp point, or the reason why there is none."""
     from tfus.sim.transducers import exit_plane_depth_mm  # noqa: PLC0415
 
@@ -198,7 +199,7 @@ def _try(volume, scalp, point, normal, target, config) -> Placement | str:
             target = apex - tr.roc_mm * normal
     try:
         bowl = Bowl(tuple(apex), tuple(target), tr.roc_mm, tr.aperture_mm)
-        affine, shape, _ = plan_window(volume, apex, target, config)
+        affine, shape, _ = plan_window(volume, apex, target, config, grid=grid)
     except ValueError as exc:
         text = str(exc)
         return "beam leaves the CT's field of view" if "outside the CT" in text else text.split(" (")[0]
@@ -232,9 +233,14 @@ def plan_placements(volume: Volume, n: int, seed: int, config, targets_mm=None,
     scalp = find_scalp(volume)
     z, zc = scalp.points_mm[:, 2], scalp.centroid_mm[2]
     upper = (z >= zc + UPPER_FRACTION * (z.max() - zc)) & (scalp.normals[:, 2] > -0.1)
+    grid = None
+    if config.grid == "subject":  # one fixed window: only the scalp inside it can carry the bowl
+        grid = subject_grid(volume, config)
+        upper &= box_contains(*grid, scalp.points_mm, MARGIN_VOX)
     cand = np.flatnonzero(upper)
     if len(cand) == 0:
-        raise ValueError("no scalp surface found on the upper part of the head")
+        where = " inside the subject window" if grid is not None else ""
+        raise ValueError(f"no scalp surface found on the upper part of the head{where}")
     rng = np.random.default_rng(int(seed))
     cand = rng.permutation(cand)[: max(4 * n, len(cand) // 4)]
     chosen: list[Placement] = []
@@ -242,7 +248,7 @@ def plan_placements(volume: Volume, n: int, seed: int, config, targets_mm=None,
     for k in _spread(scalp.points_mm[cand], rng):
         idx = cand[k]
         target = None if targets is None else targets[len(chosen) % len(targets)]
-        placement = _try(volume, scalp, scalp.points_mm[idx], scalp.normals[idx], target, config)
+        placement = _try(volume, scalp, scalp.points_mm[idx], scalp.normals[idx], target, config, grid)
         if isinstance(placement, str):
             skipped[placement] += 1
             continue
@@ -254,7 +260,8 @@ def plan_placements(volume: Volume, n: int, seed: int, config, targets_mm=None,
     steer = (f", steering range {config.transducer.focal_range_mm} mm from the exit plane"
              if config.transducer.is_array and targets is not None and config.transducer.focal_range_mm else "")
     raise ValueError(f"only {len(chosen)} of {n} placements fit this CT with this configuration "
-                     f"(window {config.window_shape} at {config.spacing_mm} mm, standoff {config.standoff_mm} mm"
+                     f"({'subject ' if grid is not None else ''}window {config.window_shape} at {config.spacing_mm} mm, "
+                     f"standoff {config.standoff_mm} mm"
                      f"{steer}); candidates skipped: {_reasons(skipped) or 'none'}")
 
 

@@ -61,7 +61,8 @@ def simulate(ct: Volume | str | os.PathLike, position_mm, target_mm, config: Sim
     source = None if isinstance(ct, Volume) else str(ct)
     volume = ct if isinstance(ct, Volume) else load_volume(ct)
     validate_config(config)
-    _, shape, _ = plan_window(volume, position_mm, target_mm, config, crop_mm, source)
+    shape = tuple(config.window_shape) if config.grid == "subject" else \
+        plan_window(volume, position_mm, target_mm, config, crop_mm, source)[1]  # the subject grid: make_window's
     check_memory(estimate_memory_bytes(config, shape, device=device), what=f"simulation grid {tuple(shape)}")
     window = make_window(volume, position_mm, target_mm, config, crop_mm=crop_mm)
     inputs = {"ct": source or "<in-memory Volume>", "position_mm": [float(x) for x in position_mm],

@@ -6,6 +6,8 @@ Two kinds of window, both axis-aligned in world RAS at isotropic ``config.spacin
   beam (midpoint of the bowl apex and its geometric focus). Its origin is snapped to multiples of the
   spacing in world mm, so the same placement always gives the same grid, and nearby placements share
   one lattice. The whole bowl must fit with ≥ ``MARGIN_VOX`` voxels to spare.
+* ``config.grid == "subject"``: one fixed box per subject (``sim.subject_grid``), the same for all of its
+  placements; the bowl and its focus must lie inside it.
 * ``config.window_shape`` None: the whole CT extent (or a ``crop_mm`` box centred on the beam),
   resampled to the spacing.
 
@@ -25,6 +27,7 @@ import numpy as np
 from tfus.sim.coupling import check_no_air, couple_window, find_head, has_air_background
 from tfus.sim.ingest import (Volume, axis_aligned_affine, grid_covering, load_volume, resample, voxel_to_world,
                         world_to_voxel)
+from tfus.sim.subject_grid import box_contains, subject_grid
 from tfus.sim.transducer import Bowl
 
 MARGIN_VOX = 2          # free voxels required between the bowl and the window's edge
@@ -120,12 +123,13 @@ def _snap(x_mm: np.ndarray, spacing_mm: float) -> np.ndarray:
 
 
 def plan_window(volume: Volume, position_mm, target_mm, config, crop_mm=None,
-                source: str | None = None) -> tuple[np.ndarray, tuple[int, int, int], Bowl]:
+                source: str | None = None, grid=None) -> tuple[np.ndarray, tuple[int, int, int], Bowl]:
     """The window grid ``(affine, shape)`` and the :class:`Bowl`, without resampling anything.
 
     Lets callers estimate memory before allocating. Raises ``ValueError`` when the transducer apex lies
     outside the CT, when the bowl does not fit the window with ``MARGIN_VOX`` voxels to spare, or when
-    target equals position. ``source`` names the CT file in messages.
+    target equals position (and, on a subject grid, when the focus lies outside it). ``source`` names the
+    CT file in messages; ``grid``: the subject grid ``(affine, shape)`` when already known.
     """
     position, target = _point(position_mm, "position_mm"), _point(target_mm, "target_mm")
     if np.linalg.norm(target - position) < 1e-6:
@@ -138,7 +142,12 @@ def plan_window(volume: Volume, position_mm, target_mm, config, crop_mm=None,
                          f"{np.round(volume.corners_mm().max(0), 1).tolist()} mm)")
     s = float(config.spacing_mm)
     center = (position + bowl.focus_mm) / 2
-    if config.window_shape is not None:
+    if config.grid == "subject":
+        affine, shape = grid if grid is not None else subject_grid(volume, config)
+        if not box_contains(affine, shape, bowl.focus_mm, MARGIN_VOX)[0]:
+            raise ValueError(f"focus {tuple(np.round(bowl.focus_mm, 1))} mm lies outside the subject window "
+                             f"{tuple(shape)} at {s} mm{where}: aim inside it or enlarge window_shape")
+    elif config.window_shape is not None:
         shape = tuple(int(n) for n in config.window_shape)
         origin = _snap(center - (np.asarray(shape) - 1) / 2 * s, s)
         affine = axis_aligned_affine(origin, s)
@@ -183,13 +192,15 @@ def make_window(volume_or_path: Volume | str | os.PathLike, position_mm, target_
     else:
         source = str(Path(volume_or_path))
         volume = load_volume(volume_or_path)
-    affine, shape, bowl = plan_window(volume, position_mm, target_mm, config, crop_mm, source)
+    scanner = has_air_background(volume)
+    head = find_head(volume) if scanner or config.grid == "subject" else None
+    grid = subject_grid(volume, config, head) if config.grid == "subject" else None
+    affine, shape, bowl = plan_window(volume, position_mm, target_mm, config, crop_mm, source, grid)
     ct = resample(volume, affine, shape, fill_hu=0.0)
-    hu, head, coupling = ct.hu, None, COUPLING_WATER
-    if has_air_background(volume):  # a scanner CT: air, table and holders outside the head become coupling water
-        head = find_head(volume)
+    hu, coupling = ct.hu, COUPLING_WATER
+    if scanner:  # a scanner CT: air, table and holders outside the head become coupling water
         hu = couple_window(hu, affine, head)
         coupling = COUPLING_SCANNER
-    check_no_air(hu, affine, head, source or "CT")
+    check_no_air(hu, affine, head if scanner else None, source or "CT")
     points, drive = transducer_encoding(bowl, config.transducer, int(config.n_transducer_points), affine)
     return Window(hu, affine, points, bowl, drive, coupling)

@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for phantoms, placements and split (default 0)")
     p.add_argument("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"),
                    help="subject-disjoint split fractions (default 0.7 0.15 0.15)")
+    p.add_argument("--grid", choices=("beam", "subject"), default=None,
+                   help="beam: a window centred on each beam; subject: one fixed window per subject with the "
+                        "transducer moving inside it, as in TFUScapes (default: the preset's; `subject` preset: subject)")
     p.add_argument("--phantom-scale", type=float, default=None, help="phantom head size factor (default 1)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -73,7 +76,8 @@ def _generate(args) -> int:
         summary = generate_dataset(
             subjects=subjects, store=args.store, placements=args.placements, preset=args.config or args.preset,
             seed=args.seed, split=tuple(args.split), workers=args.workers, dask_address=args.dask_address,
-            progress=not args.no_progress, phantom_options=phantom_options, slurm=slurm, subjects_t1=subjects_t1)
+            progress=not args.no_progress, phantom_options=phantom_options, slurm=slurm, subjects_t1=subjects_t1,
+            grid=args.grid)
     _print(summary, args.json)
     return 1 if summary["failed"] else 0
 

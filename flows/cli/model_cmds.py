@@ -17,6 +17,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--baseline", action="store_true",
                    help="train the unet_plain baseline (no conditioning, transducer-mask channel)")
+    p.add_argument("--no-val", action="store_true",
+                   help="train without a validation split (e.g. fewer than 3 subjects); the last epoch is kept")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_train)
 
@@ -47,7 +49,8 @@ def _train(args) -> int:
     from tfus.models.train import train_named
     summary = train_named(args.store, args.config, args.out, baseline=args.baseline,
                           progress=not args.no_progress, epochs=args.epochs, batch_size=args.batch_size,
-                          lr=args.lr, num_workers=args.workers, device=args.device)
+                          lr=args.lr, num_workers=args.workers, device=args.device,
+                          no_val=True if args.no_val else None)
     summary.pop("history")
     print(json.dumps(summary, indent=2))
     return 0

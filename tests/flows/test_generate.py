@@ -90,6 +90,35 @@ def test_split_is_subject_disjoint_deterministic_and_stable():
     assert a != assign_splits(ids, (0.7, 0.15, 0.15), seed=2)
 
 
+@pytest.mark.parametrize("n", range(3, 12))
+def test_from_three_subjects_every_split_gets_one(n):
+    from tfus.flows.subjects import assign_splits
+
+    splits = assign_splits([f"s{i}" for i in range(n)], (0.7, 0.15, 0.15), seed=0)
+    counts = [list(splits.values()).count(x) for x in ("train", "val", "test")]
+    assert min(counts) >= 1 and sum(counts) == n and counts[0] >= counts[1]
+
+
+def test_fewer_than_three_subjects_and_zero_fractions():
+    from tfus.flows.subjects import split_counts
+
+    assert split_counts(1) == (1, 0, 0) and split_counts(2) == (1, 1, 0)
+    assert split_counts(5, (1.0, 0.0, 0.0)) == (5, 0, 0)       # a split asked to be empty stays empty
+    assert split_counts(3, (0.5, 0.5, 0.0)) == (2, 1, 0)
+
+
+def test_recorded_splits_are_kept_when_subjects_are_added():
+    """A store made under the old rule (4 subjects: 3 train / 1 test) keeps every subject's split; the new
+    subjects fill what the counts leave (here val first)."""
+    from tfus.flows.subjects import assign_splits
+
+    recorded = {"s0": "train", "s1": "train", "s2": "train", "s3": "test"}
+    ids = [f"s{i}" for i in range(6)]
+    splits = assign_splits(ids, (0.7, 0.15, 0.15), seed=0, recorded=recorded)
+    assert all(splits[k] == v for k, v in recorded.items())
+    assert sorted(splits[s] for s in ("s4", "s5")) == ["train", "val"]
+
+
 def test_sample_key_changes_with_each_input():
     from tfus.flows.subjects import sample_key
 
