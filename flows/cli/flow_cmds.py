@@ -13,12 +13,13 @@ def register(sub) -> None:
                     "cluster and write them to the dataset. Samples already complete are skipped. Starts a "
                     "Prefect server on 127.0.0.1 for the run when PREFECT_API_URL is unset. Exit status 1 "
                     "when any sample failed, 2 for bad input.")
-    who = p.add_mutually_exclusive_group(required=True)
+    who = p.add_mutually_exclusive_group()
     who.add_argument("--phantoms", type=int, metavar="N", help="N synthetic heads (written next to the store)")
     who.add_argument("--subjects", nargs="+", metavar="PATH_OR_GLOB",
                      help="CT files/folders or globs (quote globs: 'heads/*.nii.gz')")
-    who.add_argument("--subjects-t1", nargs="+", metavar="PATH_OR_GLOB",
-                     help="T1-weighted MRIs or globs: each becomes a pseudo-CT (cached next to the store) first")
+    p.add_argument("--subjects-t1", nargs="+", metavar="PATH_OR_GLOB",
+                   help="T1-weighted MRIs or globs: each becomes a pseudo-CT (cached next to the store) first; "
+                        "alone or besides --phantoms / --subjects")
     p.add_argument("--placements", type=int, default=4, help="transducer placements per subject (default 4)")
     cfg = p.add_mutually_exclusive_group()
     cfg.add_argument("--preset", default="demo", help="simulation preset: test, small, demo, tfuscapes (default demo)")
@@ -55,6 +56,8 @@ def _generate(args) -> int:
 
     subjects = f"phantom:{args.phantoms}" if args.phantoms is not None else args.subjects
     subjects_t1 = getattr(args, "subjects_t1", None)
+    if not subjects and not subjects_t1:
+        raise ValueError("tfus generate: give the subjects: --phantoms N, --subjects CT..., and/or --subjects-t1 T1...")
     if args.phantoms is not None and args.phantoms < 1:
         raise ValueError(f"--phantoms must be >= 1, got {args.phantoms}")
     phantom_options = {"scale": args.phantom_scale} if args.phantom_scale else None
