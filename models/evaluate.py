@@ -2,7 +2,10 @@
 
 Writes ``out_dir/metrics.json``: one entry per model – ``deeptfus``, ``unet_plain`` (when a baseline run is
 given), ``free_field`` (when free-field fields are given) – each with ``rel_l2``, ``focal_error_mm``,
-``max_pressure_error``, ``dice_6db`` as mean/std/median plus per-sample ``values`` (see models.metrics).
+``max_pressure_error``, ``dice_6db`` and ``intracranial_focal_error_mm`` as mean/std/median, the mean's 95 %
+interval by the subject bootstrap (``ci95``), plus per-sample ``values`` (see models.metrics, models.stats);
+``_comparison``: every pair of models compared per sample (``models.stats.paired_comparison``).
+``out_dir/per_sample.csv``: one row per model and sample, with its subject.
 Free-field pressures are normalised exactly like the targets. Figures ``sample_<id>.png``: prediction vs
 simulation vs error, three orthogonal slices through the simulated focus.
 """
@@ -19,8 +22,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tfus.models.data import StoreDataset, normalise_pressure
-from tfus.models.metrics import aggregate, focal_point_vox, sample_metrics
+from tfus.models.metrics import INTRACRANIAL, METRICS, aggregate, focal_point_vox, metric_names, sample_metrics
 from tfus.models.predict import Predictor
+from tfus.models.stats import paired_comparison
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,43 @@ def plot_sample(path: Path, sample_id, fields: dict[str, np.ndarray], target: np
     plt.close(fig)
 
 
+def focus_masks(store_url: str, split: str):
+    """``mask(sample_id, ct_hu, affine)`` → where the simulation summary searches the focus (outside bone,
+    beyond the rim plane, near the geometric focus; ``sim.fieldstats``), from the sample's placement and the
+    store's simulation config."""
+    from tfus import storage  # noqa: PLC0415
+    from tfus.sim.config import SimConfig  # noqa: PLC0415
+    from tfus.sim.fieldstats import focal_search_mask  # noqa: PLC0415
+    from tfus.sim.transducer import Bowl  # noqa: PLC0415
+
+    dataset = storage.open_dataset(store_url)
+    config = SimConfig.from_dict(dataset.attrs["sim_config"])
+    rows = dataset.query(split=split).set_index("sample_id")
+
+    def mask(sample_id: str, ct_hu: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        row = rows.loc[sample_id]
+        bowl = Bowl.from_config(tuple(row["position_mm"]), tuple(row["target_mm"]), config.transducer)
+        skull = np.asarray(ct_hu) > config.medium.skull_threshold_hu
+        found = focal_search_mask(ct_hu.shape, affine, bowl, config.transducer.frequency_hz, skull)
+        return found if found.any() else np.ones(ct_hu.shape, bool)
+
+    return mask, rows["subject_id"].to_dict()
+
+
+def write_per_sample(path: Path, result: dict) -> None:
+    """One CSV row per model and sample: model, sample_id, subject_id, every metric."""
+    models = [m for m in result if not m.startswith("_")]
+    names = [n for n in (*METRICS, INTRACRANIAL) if n in result[models[0]]]
+    lines = [",".join(["model", "sample_id", "subject_id", *names])]
+    for m in models:
+        r = result[m]
+        for i, (sid, subj) in enumerate(zip(r["sample_ids"], r["subject_ids"])):
+            lines.append(",".join([m, sid, subj, *(f"{r[n]['values'][i]:.6g}" for n in names)]))
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
 def evaluate(run_dir, store_url: str, split: str, out_dir, free_field: Mapping | None = None,
              baseline_run_dir=None, max_figures: int = 4, progress: bool = True) -> dict:
     """Metrics of the run (and baselines) on ``split``; writes metrics.json and figures; returns the dict."""
@@ -61,6 +102,7 @@ def evaluate(run_dir, store_url: str, split: str, out_dir, free_field: Mapping |
         if missing:
             raise ValueError(f"free-field fields missing for samples {missing[:5]} of split {split!r}")
     spacing = (predictor.run_config.get("spacing_mm") or 1.0)
+    focus_mask, subject_of = focus_masks(store_url, split)
     per_model: dict[str, list] = {"deeptfus": []}
     if baseline:
         per_model["unet_plain"] = []
@@ -76,15 +118,24 @@ def evaluate(run_dir, store_url: str, split: str, out_dir, free_field: Mapping |
             fields["unet_plain"] = baseline.predict_window(ct_hu, points, drive)
         if free_field is not None:
             fields["free_field"] = normalise_pressure(free_field[sid], f"free-field field of sample {sid}")
+        mask = focus_mask(sid, ct_hu, sample["affine"])
         for name, pred in fields.items():
-            per_model[name].append(sample_metrics(pred, target, spacing))
+            per_model[name].append(sample_metrics(pred, target, spacing, mask))
         if i < max_figures:
             plot_sample(out / f"sample_{sid}.png", sid, fields, target)
-    result = {name: aggregate(rows, ids) for name, rows in per_model.items()}
+    subjects = [subject_of[sid] for sid in ids]
+    result = {name: aggregate(rows, ids, subjects) for name, rows in per_model.items()}
+    names = list(per_model)
+    result["_comparison"] = {
+        f"{a}_vs_{b}": paired_comparison({m: result[a][m]["values"] for m in metric_names(per_model[a])},
+                                         {m: result[b][m]["values"] for m in metric_names(per_model[b])},
+                                         subjects, metric_names(per_model[a]))
+        for i, a in enumerate(names) for b in names[i + 1:]}
     result["_meta"] = {"split": split, "store": str(store_url), "n_samples": len(ids),
                        "model_id": predictor.model_id, "config_hash": predictor.config_hash,
                        "baseline_model_id": baseline.model_id if baseline else None,
                        "space": "metrics on log(1 + p/max p); dice on the linear -6 dB masks"}
+    write_per_sample(out / "per_sample.csv", result)
     tmp = out / "metrics.json.tmp"
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, out / "metrics.json")

@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_train)
 
-    p = subparsers.add_parser("evaluate", help="metrics of a trained model (and baselines) on a split")
+    p = subparsers.add_parser("evaluate", help="metrics of a trained model (and baselines) on a split: "
+                              "means with 95% intervals (bootstrap over subjects), paired model comparisons")
     p.add_argument("--model", required=True, help="run directory of the trained model")
     p.add_argument("--store", required=True)
     p.add_argument("--split", default="test")
@@ -64,10 +65,18 @@ def _evaluate(args) -> int:
     for name, entry in result.items():
         if name.startswith("_"):
             continue
-        cells = [f"{m} {entry[m]['mean']:.3g}±{entry[m]['std']:.2g} (median {entry[m]['median']:.3g})"
-                 for m in ("rel_l2", "focal_error_mm", "max_pressure_error", "dice_6db")]
-        print(f"{name} (n={entry['n']}): " + "; ".join(cells))
-    print(f"wrote {args.out}/metrics.json")
+        cells = [f"{m} {entry[m]['mean']:.3g} [95% CI {entry[m]['ci95'][0]:.3g}, {entry[m]['ci95'][1]:.3g}] "
+                 f"±{entry[m]['std']:.2g} (median {entry[m]['median']:.3g})"
+                 for m in ("rel_l2", "focal_error_mm", "intracranial_focal_error_mm", "max_pressure_error",
+                           "dice_6db") if m in entry]
+        print(f"{name} (n={entry['n']}, {entry['n_subjects']} subjects): " + "; ".join(cells))
+    for pair, metrics in result.get("_comparison", {}).items():
+        m = metrics["rel_l2"]
+        p = m["wilcoxon_p_subjects"]
+        print(f"{pair}: rel_l2 difference {m['mean_difference']:+.3g} [95% CI {m['ci95'][0]:+.3g}, "
+              f"{m['ci95'][1]:+.3g}], first better on {m['a_better_fraction']:.0%} of samples, Wilcoxon over "
+              f"subjects p = {'n/a' if p is None else f'{p:.3g}'}")
+    print(f"wrote {args.out}/metrics.json and per_sample.csv (per-sample metrics with the subject)")
     return 0
 
 

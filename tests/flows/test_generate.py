@@ -172,3 +172,27 @@ def test_generate_with_a_steered_array_records_the_transducer(prefect_api, dask_
     assert set(ring) == {0, 1, 2} and np.allclose(sample.transducer_drive[:, 1], 1.0)
     np.testing.assert_allclose(sample.transducer_drive[:, 2], np.asarray(phases)[ring], atol=1e-6)
     assert sample.meta["config"]["transducer"]["focal_distance_mm"] == 16.0
+
+
+def test_generate_on_a_subject_grid_then_a_beam_run_on_that_store_is_refused(prefect_api, dask_client,
+                                                                            phantom_files, tmp_path):
+    """--grid subject: every sample of a subject on one window, the bowl moving inside it; the store records
+    the mode, and a beam-centred run on it is refused before anything is written."""
+    import numpy as np
+
+    from tfus.storage import open_dataset
+
+    store = tmp_path / "fixed.zarr"
+    kwargs = dict(subjects=[str(phantom_files[1])], store=str(store), placements=2, preset=PRESET, seed=1,
+                  split=(1.0, 0.0, 0.0), dask_address=dask_client.scheduler.address)
+    summary = generate_dataset(**kwargs, grid="subject")
+    assert (summary["planned"], summary["done"], summary["failed"]) == (2, 2, 0), summary.get("failures")
+    ds = open_dataset(store)
+    assert ds.attrs["grid"] == "subject" and ds.attrs["sim_config"]["grid"] == "subject"
+    a, b = (ds.sample(sid) for sid in ds.table["sample_id"])
+    assert np.array_equal(a.affine, b.affine) and np.array_equal(a.ct_hu, b.ct_hu)
+    assert np.linalg.norm(a.transducer_points.mean(0) - b.transducer_points.mean(0)) > 1.0
+    before = chunk_mtimes(store)
+    with pytest.raises(ValueError, match="holds subject-grid windows; a --grid beam dataset needs another store"):
+        generate_dataset(**kwargs)
+    assert chunk_mtimes(store) == before and open_dataset(store).attrs["grid"] == "subject"

@@ -14,8 +14,9 @@ def test_cli_train_evaluate_and_errors(trained_runs, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["evaluate", "--model", str(trained_runs["deeptfus"]), "--store", store, "--split", "val",
                  "--out", str(out), "--baseline-model", str(trained_runs["plain"]), "--no-progress", "--figures", "0"]) == 0
-    assert set(json.loads((out / "metrics.json").read_text())) == {"deeptfus", "unet_plain", "_meta"}
-    assert "deeptfus (n=4)" in capsys.readouterr().out
+    assert set(json.loads((out / "metrics.json").read_text())) == {"deeptfus", "unet_plain", "_meta", "_comparison"}
+    printed = capsys.readouterr().out
+    assert "deeptfus (n=4," in printed and "95% CI" in printed and "deeptfus_vs_unet_plain" in printed
     assert main(["predict", "--model", str(tmp_path / "missing"), "--ct", "x.nii.gz", "--position", "0", "0", "0",
                  "--target", "0", "0", "1", "--out", str(tmp_path / "p")]) == 2
     assert "config.json missing" in capsys.readouterr().err

@@ -81,6 +81,23 @@ def test_bad_checkpoints_and_inputs(trained_runs, tmp_path):
 
 def test_too_few_samples_per_split(tmp_path):
     url = make_store(tmp_path / "noval.zarr", n_subjects=2, per_subject=1, splits=("train",))
-    with pytest.raises(ValueError, match="0 complete samples in split 'val'"):
+    with pytest.raises(ValueError, match="0 complete samples in split 'val'.*--no-val"):
         train(url, small_config(), tmp_path / "run", TrainConfig(epochs=1, **FAST_TRAIN), progress=False)
     assert not (tmp_path / "run" / "best.safetensors").exists()
+
+
+def test_no_val_trains_without_validation_and_keeps_the_last_epoch(tmp_path):
+    """Two subjects, both train: --no-val trains, and the kept weights are the last epoch's (the run's
+    last.safetensors model), not a validation pick; a predictor loads them."""
+    url = make_store(tmp_path / "noval.zarr", n_subjects=2, per_subject=1, splits=("train",))
+    out = tmp_path / "run"
+    summary = train(url, small_config(), out, TrainConfig(epochs=2, no_val=True, **FAST_TRAIN), progress=False)
+    assert summary["epochs"] == 2 and summary["best_epoch"] == 2 and summary["best_val_loss"] is None
+    config = json.loads((out / "config.json").read_text())
+    assert config["validated"] is False and config["best_epoch"] == 2
+    history = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2] and "val_loss" not in history[0]
+    best, last = checkpoint._read(out / "best.safetensors"), checkpoint._read(out / "last.safetensors")
+    assert all(torch.equal(best[k], last["model/" + k]) for k in best)
+    assert Predictor.from_run(out).model_id == summary["model_id"]
+    assert TrainConfig().resume_key() == TrainConfig(no_val=False).resume_key() != TrainConfig(no_val=True).resume_key()
