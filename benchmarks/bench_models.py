@@ -7,7 +7,8 @@ The simulation time is the ``runtime_s`` of the store's first complete sample wh
 otherwise ``sim.simulate`` runs once (the ``demo`` preset's physics on a ``--window``³ box, default 64³,
 a phantom head) and its runtime is used.
 Inference runs on that sample's CT window and transducer points (or the simulated window). Training
-throughput: full optimisation steps (forward, loss, backward, AdamW) of deeptfus-tiny at batch 2 on 64³.
+throughput: full optimisation steps (forward, loss, backward, AdamW) of deeptfus-tiny and of its unet_plain
+twin at batch 2 on the same window size (a skull-fixed store: its window, e.g. 48³ for the ``subject`` preset).
 """
 
 from __future__ import annotations
@@ -56,16 +57,17 @@ def time_inference(ct_hu, points_vox, repeats: int) -> list[float]:
     return times
 
 
-def time_training(steps: int, batch: int = 2, shape=(64, 64, 64)) -> float:
-    from tfus.models.config import get_model_config
+def time_training(steps: int, batch: int = 2, shape=(64, 64, 64), plain: bool = False) -> float:
+    from tfus.models.config import get_model_config, plain_unet_config
     from tfus.models.losses import CompositeLoss
     from tfus.models.network import DeepTFUS
     cfg = get_model_config("deeptfus-tiny")
+    cfg = plain_unet_config(cfg) if plain else cfg
     model = DeepTFUS(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = CompositeLoss()
     ct, target = torch.rand(batch, 1, *shape), torch.rand(batch, 1, *shape) * 0.69
-    points = torch.rand(batch, cfg.n_points, 3) * 2 - 1
+    points = torch.rand(batch, cfg.n_points, 5) * 2 - 1  # points in [-1, 1] and their ring drive
 
     def step():
         loss = loss_fn(model(ct, points), target)
@@ -95,10 +97,14 @@ def main() -> None:
     infer_s = statistics.median(times)
     result = {"window_shape": list(np.asarray(ct_hu).shape), "simulation_s": sim_s, "simulation_source": source,
               "inference_s_median": infer_s, "inference_s_all": times, "speedup": sim_s / infer_s,
-              "train_samples_per_s": time_training(args.train_steps), "torch_threads": args.threads}
+              "train_samples_per_s": time_training(args.train_steps, shape=np.asarray(ct_hu).shape),
+              "train_samples_per_s_unet_plain": time_training(args.train_steps, shape=np.asarray(ct_hu).shape,
+                                                              plain=True),
+              "torch_threads": args.threads}
     print(f"window {result['window_shape']}: simulation {sim_s:.1f} s ({source}); deeptfus-tiny inference "
           f"{infer_s * 1e3:.0f} ms (median of {args.repeats}) -> {result['speedup']:.0f}x faster")
-    print(f"training throughput (deeptfus-tiny, batch 2, 64³): {result['train_samples_per_s']:.2f} samples/s")
+    print(f"training throughput (batch 2, {result['window_shape']}): deeptfus-tiny "
+          f"{result['train_samples_per_s']:.2f} samples/s, unet_plain {result['train_samples_per_s_unet_plain']:.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
