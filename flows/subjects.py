@@ -15,8 +15,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 SPLITS = ("train", "val", "test")
 
@@ -175,9 +173,10 @@ def assign_splits(subject_ids: list[str], fractions=(0.7, 0.15, 0.15), seed: int
 
     ``recorded``: the split each subject already has in the store; those subjects keep it (a subject's
     samples never end up in two splits), and the others fill what the counts leave. 10 subjects at
-    0.7/0.15/0.15 give 7/1/2 (or 7/2/1); 4 give 2/1/1; 2 give 1/1/0 (``tfus generate`` says so).
+    0.7/0.15/0.15 give 7/1/2; 4 give 2/1/1; 2 give 1/1/0 (``tfus generate`` says so).
     """
-    recorded = {sid: split for sid, split in (recorded or {}).items() if sid in set(subject_ids)}
+    present = set(subject_ids)
+    recorded = {sid: split for sid, split in (recorded or {}).items() if sid in present}
     order = sorted(subject_ids, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
     counts = list(split_counts(len(order), fractions))
     for split in recorded.values():
@@ -187,7 +186,7 @@ def assign_splits(subject_ids: list[str], fractions=(0.7, 0.15, 0.15), seed: int
         if sid in out:
             continue
         free = [i for i in range(3) if counts[i] > 0]
-        i = free[0] if free else int(np.argmax(np.asarray(fractions, float)))  # over-full: the largest fraction
+        i = free[0] if free else max(range(3), key=lambda j: fractions[j])  # all full: the largest fraction
         out[sid] = SPLITS[i]
         counts[i] -= 1
     return out

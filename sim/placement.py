@@ -19,6 +19,8 @@
    distance is the exit plane → target distance, carried by the placement
    (``focal_distance_mm``); a target outside the device's steerable range rejects the candidate. Without a
    target the array aims along the inward normal at its configured focal distance (or geometric focus).
+7. Skull-fixed datasets (``config.grid == "subject"``): candidates are only the scalp points inside the
+   subject's fixed window (``sim.subject_grid``), and a candidate whose bowl or focus leaves it is rejected.
 """
 
 from __future__ import annotations
