@@ -50,6 +50,8 @@ class ModelConfig:
     film: bool = True
     conditioning: bool = True
     drive_features: bool = True   # each point also carries its ring's drive (a·cos φ, a·sin φ): steering
+    mask_channel: bool = False    # the rasterised transducer points as a second input channel besides the
+                                  # conditioning (the plain U-Net always has it)
 
     def __post_init__(self) -> None:
         for name in ("attention_levels", "dynamic_levels"):
@@ -61,7 +63,8 @@ class ModelConfig:
                      "heads", "dyn_kernel", "norm_groups"):
             _positive_int(name, getattr(self, name))
         _positive_int("n_fourier", self.n_fourier, minimum=0)
-        for name in ("dynamic_conv", "cross_attention", "bidirectional", "film", "conditioning", "drive_features"):
+        for name in ("dynamic_conv", "cross_attention", "bidirectional", "film", "conditioning", "drive_features",
+                     "mask_channel"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
         if self.depth > 6:
@@ -99,6 +102,11 @@ class ModelConfig:
         return self.base_width * 2 ** level
 
     @property
+    def uses_mask(self) -> bool:
+        """Whether the transducer mask enters as an input channel."""
+        return self.mask_channel or not self.conditioning
+
+    @property
     def divisor(self) -> int:
         """Spatial input dims must be multiples of this."""
         return 2 ** self.depth
@@ -107,6 +115,8 @@ class ModelConfig:
         d = dataclasses.asdict(self)
         d["attention_levels"] = list(self.attention_levels)
         d["dynamic_levels"] = None if self.dynamic_levels is None else list(self.dynamic_levels)
+        if not d["mask_channel"]:
+            d.pop("mask_channel")  # configs (and run hashes) from before the option stay as they were
         return d
 
     @classmethod

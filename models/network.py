@@ -9,7 +9,8 @@ Input-size limits: X, Y and Z must each be divisible by ``2**config.depth`` (the
 is linear in the voxel count because z_T gives only ``n_tokens`` keys.
 
 With ``config.conditioning=False`` the network is the plain U-Net baseline: no transducer encoder, and the
-points are rasterised into a binary mask that enters as a second input channel.
+points are rasterised into a binary mask that enters as a second input channel. ``config.mask_channel`` gives
+the conditioned network that channel too (conditioning on top of the mask).
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ class DeepTFUS(nn.Module):
 
     def _build_encoder(self) -> nn.ModuleList:
         cfg = self.config
-        c_in = 1 if cfg.conditioning else 2
+        c_in = 2 if cfg.uses_mask else 1
         stages = []
         for level in range(cfg.depth + 1):  # the last one is the bottleneck
             attention = cfg.cross_attention and level in cfg.attention_levels
@@ -247,10 +248,10 @@ class DeepTFUS(nn.Module):
 
     def forward(self, ct: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         self.check_input(ct, points)
-        if self.encoder is not None:
-            z, h = self.encoder(points.float()), ct
-        else:
-            z, h = None, torch.cat([ct, points_to_mask(points[..., :3], tuple(ct.shape[2:])).to(ct.dtype)], dim=1)
+        z = self.encoder(points.float()) if self.encoder is not None else None
+        h = ct
+        if self.config.uses_mask:
+            h = torch.cat([ct, points_to_mask(points[..., :3], tuple(ct.shape[2:])).to(ct.dtype)], dim=1)
         skips = []
         for level, stage in enumerate(self.down):
             h = stage(h, z)

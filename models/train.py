@@ -249,12 +249,15 @@ def train(store_url: str, model_config: ModelConfig, out_dir, train_config: Trai
 
 
 def train_named(store_url: str, model_name: str, out_dir, baseline: bool = False, progress: bool = True,
-                **train_overrides) -> dict:
-    """``train`` with a model preset by name (``baseline``: its unet_plain twin) and TrainConfig overrides
-    (None values keep the defaults)."""
+                mask_channel: bool = False, **train_overrides) -> dict:
+    """``train`` with a model preset by name (``baseline``: its unet_plain twin; ``mask_channel``: the
+    conditioned network with the transducer-mask channel too) and TrainConfig overrides (None values keep the
+    defaults)."""
     from tfus.models.config import get_model_config, plain_unet_config  # noqa: PLC0415
 
-    model_config = get_model_config(model_name)
+    if baseline and mask_channel:
+        raise ValueError("--mask-channel adds the mask to the conditioned network; the baseline has it already")
+    model_config = get_model_config(model_name, **({"mask_channel": True} if mask_channel else {}))
     if baseline:
         model_config = plain_unet_config(model_config)
     changes = {k: v for k, v in train_overrides.items() if v is not None}

@@ -63,6 +63,22 @@ def test_plain_unet_sees_transducer_mask():
         assert (model(ct, pts) - model(ct, -pts)).abs().max() > 1e-6
 
 
+def test_conditioned_network_with_the_mask_channel():
+    """mask_channel: the conditioned network reads the rasterised points as a second input channel too; the
+    option leaves configs without it (and their hashes) unchanged."""
+    cfg = small_config(mask_channel=True)
+    model = DeepTFUS(cfg).eval()
+    def first_conv(net):
+        return next(m for m in net.down[0].modules() if isinstance(m, torch.nn.Conv3d))
+
+    assert model.encoder is not None and cfg.uses_mask and first_conv(model).in_channels == 2
+    assert first_conv(DeepTFUS(small_config())).in_channels == 1
+    ct, pts = _inputs(b=1)
+    with torch.no_grad():
+        assert model(ct, pts).shape == ct.shape
+    assert "mask_channel" not in small_config().to_dict() and cfg.to_dict()["mask_channel"] is True
+
+
 def test_bad_input_shapes():
     model = DeepTFUS(small_config())
     with pytest.raises(ValueError, match="divisible"):
