@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     p.set_defaults(handler=_train)
 
     p = subparsers.add_parser("evaluate", help="metrics of a trained model (and baselines) on a split: "
-                              "means with 95% intervals (bootstrap over subjects), paired model comparisons")
+                              "means with 95%% intervals (bootstrap over subjects), paired model comparisons")
     p.add_argument("--model", required=True, help="run directory of the trained model")
     p.add_argument("--store", required=True)
     p.add_argument("--split", default="test")
