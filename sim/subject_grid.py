@@ -22,7 +22,7 @@ import numpy as np
 from tfus.sim.coupling import HeadMask, find_head
 from tfus.sim.ingest import Volume, axis_aligned_affine, voxel_to_world, world_to_voxel
 
-GRIDS = ("beam", "subject")
+MARGIN_VOX = 2  # free voxels required between the bowl and a window's edge (sim.window uses it for every window)
 
 
 def rim_depth_mm(roc_mm: float, aperture_mm: float) -> float:
@@ -32,8 +32,6 @@ def rim_depth_mm(roc_mm: float, aperture_mm: float) -> float:
 
 def subject_grid(volume: Volume, config, head: HeadMask | None = None) -> tuple[np.ndarray, tuple[int, int, int]]:
     """``(affine, shape)`` of the subject's fixed window (module docstring); ``head``: its mask if known."""
-    from tfus.sim.window import MARGIN_VOX  # noqa: PLC0415 - window imports this module
-
     if config.window_shape is None:
         raise ValueError("a subject grid needs `window_shape` (the fixed box every placement shares)")
     head = head if head is not None else find_head(volume)

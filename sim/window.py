@@ -27,10 +27,9 @@ import numpy as np
 from tfus.sim.coupling import check_no_air, couple_window, find_head, has_air_background
 from tfus.sim.ingest import (Volume, axis_aligned_affine, grid_covering, load_volume, resample, voxel_to_world,
                         world_to_voxel)
-from tfus.sim.subject_grid import box_contains, subject_grid
+from tfus.sim.subject_grid import MARGIN_VOX, box_contains, subject_grid
 from tfus.sim.transducer import Bowl
 
-MARGIN_VOX = 2          # free voxels required between the bowl and the window's edge
 MAX_WINDOW_VOXELS = 2**31  # refuse absurd whole-CT grids before allocating them
 
 
