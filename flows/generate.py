@@ -234,7 +234,7 @@ def _prepare(subjects, store: str, placements: int, preset: str, seed: int, spli
     checks.check_counts(placements, workers, dask_address, slurm)
     check_fractions(split)
     config = checks.load_config(preset)
-    if grid is not None and grid != config.grid:
+    if grid is not None:
         config = config.replace(grid=grid)
     checks.check_store_writable(store)
     needed = checks.check_memory(config, workers, dask_address)  # on an existing cluster: its workers, once

@@ -73,7 +73,6 @@ def check_memory(config, workers: int | None, dask_address: str | None) -> int:
     return needed
 
 
-
 def store_grid(store_url: str) -> str | None:
     """The kind of window the samples of an existing store have ("beam" / "subject"; None: no store or no
     samples yet), read from the rows' simulation configs (rows from before the subject grid: "beam")."""
@@ -86,7 +85,7 @@ def store_grid(store_url: str) -> str | None:
     except (FileNotFoundError, ValueError):  # no store yet (or only its lease); create_dataset says the rest
         return None
     grids = {json.loads(c).get("grid", "beam") for c in configs if c}
-    return None if not grids else "subject" if grids == {"subject"} else "beam" if grids == {"beam"} else "mixed"
+    return None if not grids else grids.pop() if len(grids) == 1 else "mixed"
 
 
 def check_grid(store_url: str, grid: str) -> None:

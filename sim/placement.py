@@ -237,7 +237,8 @@ def plan_placements(volume: Volume, n: int, seed: int, config, targets_mm=None,
     upper = (z >= zc + UPPER_FRACTION * (z.max() - zc)) & (scalp.normals[:, 2] > -0.1)
     grid = None
     if config.grid == "subject":  # one fixed window: only the scalp inside it can carry the bowl
-        grid = subject_grid(volume, config)
+        # the scalp's mask is coupling.find_head's (same 2 mm grid, same head_from_hu): not computed twice
+        grid = subject_grid(volume, config, HeadMask(scalp.mask, scalp.affine))
         upper &= box_contains(*grid, scalp.points_mm, MARGIN_VOX)
     cand = np.flatnonzero(upper)
     if len(cand) == 0:
