@@ -37,6 +37,7 @@ FLOWS = {
     "predict-field": ("tfus.flows.predict", "predict_field", True),
     "generate-dataset": ("tfus.flows.generate", "generate_dataset", False),
     "train-deeptfus": ("tfus.flows.train", "train_model", False),
+    "plan-placement": ("tfus.flows.plan_placement", "plan_placement", False),  # --verify simulates: own process
 }
 RETRY_REGISTER_S = 30.0
 # Prefect marks served deployments "ready" when they are polled through get_scheduled_flow_runs, a write to

@@ -101,7 +101,9 @@ def cache_key(run: Path) -> tuple:
     config_hash = config.get("config_hash") or hashlib.sha256(
         json.dumps(config, sort_keys=True).encode()).hexdigest()
     weights = (run / "best.safetensors").stat()
-    return str(run), config_hash, weights.st_size, weights.st_mtime_ns
+    head = run / "peak" / "config.json"  # a pressure head added to a served run is picked up
+    head_mtime = head.stat().st_mtime_ns if head.is_file() else None
+    return str(run), config_hash, weights.st_size, weights.st_mtime_ns, head_mtime
 
 
 def get_model(model_dir: str | os.PathLike) -> LoadedModel:

@@ -5,6 +5,11 @@
 ``predict_from_ct`` rebuilds the simulation window with ``sim.window.make_window`` and the run's stored
 simulation config, predicts, and writes ``pressure_pred.nii.gz`` + ``summary.json``.
 
+Pressure in pascals (runs with a pressure head, ``RUN/peak/``: :mod:`models.peak`): the summary also carries
+``peak_pressure_pa`` (the field's maximum: ``pressure_pa.nii.gz`` = (exp(P̂) − 1) scaled to that maximum),
+``focal_pressure_pa`` (the intracranial focus), ``mechanical_index`` (from the peak: conservative) and
+``mechanical_index_focal``, for the training data's source amplitude (pressures scale linearly with it).
+
 Focal volume definition: the −6 dB volume of the predicted *linear* field p/pmax = exp(P̂) − 1, i.e. the
 number of voxels with exp(P̂) − 1 ≥ 0.5 · max(exp(P̂) − 1), times the voxel volume |det A[:3, :3]| (mm³).
 """
@@ -26,13 +31,15 @@ from tfus.models.config import ModelConfig
 from tfus.models.data import encode_transducer, normalise_ct, subsample_points
 from tfus.models.metrics import focal_mask_6db, focal_point_vox
 from tfus.models.network import DeepTFUS
+from tfus.models.peak import PeakModel, mechanical_index, peak_inputs
 
 
 class Predictor:
     """A trained model ready for inference (eval mode, on ``device``)."""
 
-    def __init__(self, model: DeepTFUS, run_config: dict, device: torch.device):
+    def __init__(self, model: DeepTFUS, run_config: dict, device: torch.device, peak: PeakModel | None = None):
         self.model, self.run_config, self.device = model.eval(), run_config, device
+        self.peak = peak  # the pressure head (None: normalised fields only)
         self.config: ModelConfig = model.config
         self.sim_config: dict | None = run_config.get("sim_config")
         self.window_shape = tuple(run_config.get("window_shape") or ()) or None
@@ -53,7 +60,7 @@ class Predictor:
                            ("cpu" if device == "auto" else device))
         model = DeepTFUS(model_config)
         checkpoint.load_weights(model, run / "best.safetensors")
-        return cls(model.to(dev), run_config, dev)
+        return cls(model.to(dev), run_config, dev, PeakModel.from_run(run, dev))
 
     def _check(self, ct_hu: np.ndarray, points_vox: np.ndarray) -> None:
         if ct_hu.ndim != 3:
@@ -79,6 +86,54 @@ class Predictor:
             out = self.model(ct, pts)
         return out[0, 0].float().cpu().numpy()
 
+    @torch.no_grad()
+    def predict_windows(self, ct_hu: np.ndarray, points_vox: list, drives: list, batch_size: int = 8) -> np.ndarray:
+        """One CT window, many transducers (a skull-fixed grid): (N, X, Y, Z) normalised fields, batched."""
+        ct_hu = np.asarray(ct_hu, dtype=np.float32)
+        for pts in points_vox:
+            self._check(ct_hu, pts)
+        ct = torch.from_numpy(normalise_ct(ct_hu)[None, None]).to(self.device)
+        out = []
+        for i in range(0, len(points_vox), batch_size):
+            chunk = [subsample_points(encode_transducer(p, d, ct_hu.shape), self.config.n_points)
+                     for p, d in zip(points_vox[i:i + batch_size], drives[i:i + batch_size])]
+            pts = torch.from_numpy(np.stack(chunk)).to(self.device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                y = self.model(ct.expand(len(chunk), -1, -1, -1, -1), pts)
+            out.append(y[:, 0].float().cpu().numpy())
+        return np.concatenate(out)
+
+    def predict_peaks(self, ct_hu: np.ndarray, points_vox: list) -> np.ndarray:
+        """(N, 2) predicted pressures in Pa (field maximum, intracranial focus) of placements on one window."""
+        if self.peak is None:
+            raise ValueError("the model has no pressure head (RUN/peak); add one with "
+                             "`tfus train-peak --model RUN --store STORE`")
+        return self.peak.predict_inputs(np.stack([peak_inputs(ct_hu, p) for p in points_vox]))
+
+    @property
+    def frequency_hz(self) -> float | None:
+        return (self.sim_config or {}).get("transducer", {}).get("frequency_hz")
+
+
+def pressure_field_pa(field: np.ndarray, peak_pressure_pa: float) -> np.ndarray:
+    """Normalised field log(1 + p/max p) → pressure amplitude in Pa whose maximum is ``peak_pressure_pa``."""
+    linear = np.maximum(np.expm1(np.asarray(field, dtype=np.float32)), 0.0)  # below 0: no pressure, not negative
+    top = float(linear.max())
+    if top <= 0:
+        raise ValueError("the predicted field is zero everywhere; cannot scale it to pascals")
+    # a network's maximum is only close to ln 2: scale so that the field's maximum is the predicted peak
+    return (linear * np.float32(peak_pressure_pa / top)).astype(np.float32)
+
+
+def pressure_summary(peaks_pa, frequency_hz: float, source_amplitude_pa: float | None) -> dict:
+    peak, focal = float(peaks_pa[0]), float(peaks_pa[1])
+    return {"peak_pressure_pa": peak, "focal_pressure_pa": focal,
+            "mechanical_index": mechanical_index(peak, frequency_hz),
+            "mechanical_index_focal": mechanical_index(focal, frequency_hz),
+            "source_amplitude_pa": source_amplitude_pa,
+            "pressure_definition": "peak: the field's maximum (scales pressure_pa.nii.gz); focal: the intracranial "
+                                   "focus; MI = p[MPa]/sqrt(f[MHz]); linear in the source amplitude"}
+
 
 def field_summary(field: np.ndarray, affine: np.ndarray) -> dict:
     """Focal point (world mm), −6 dB focal volume (mm³, linear field) and peak of a normalised field."""
@@ -90,16 +145,18 @@ def field_summary(field: np.ndarray, affine: np.ndarray) -> dict:
             "peak_normalised": float(field.max())}
 
 
-def _write_outputs(out: Path, field: np.ndarray, affine: np.ndarray, summary: dict) -> None:
-    """Write into a temporary sibling directory, then move the files into ``out`` (nothing half-written)."""
+def write_outputs(out: Path, volumes: dict, affine: np.ndarray, summary: dict, name: str = "summary.json") -> None:
+    """Write NIfTI ``volumes`` ({file name: array}) and the JSON summary into a temporary sibling directory,
+    then move them into ``out`` (nothing half-written; the summary last)."""
     import nibabel as nib
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-predict-", dir=out.parent))
     try:
-        nib.save(nib.Nifti1Image(field.astype(np.float32), affine), str(tmp / "pressure_pred.nii.gz"))
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
-        for name in ("pressure_pred.nii.gz", "summary.json"):
-            os.replace(tmp / name, out / name)
+        for fname, array in volumes.items():
+            nib.save(nib.Nifti1Image(np.asarray(array, np.float32), affine), str(tmp / fname))
+        (tmp / name).write_text(json.dumps(summary, indent=2))
+        for fname in [*volumes, name]:
+            os.replace(tmp / fname, out / fname)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -125,5 +182,11 @@ def predict_from_ct(predictor: Predictor, ct, position_mm, target_mm, out_dir) -
                "target_mm": [float(v) for v in target_mm], "grid_shape": list(field.shape),
                "focal_volume_definition": "-6 dB of p/pmax = exp(P)-1 (linear amplitude)",
                "pressure_path": str(out / "pressure_pred.nii.gz")}
-    _write_outputs(out, field, affine, summary)
+    volumes = {"pressure_pred.nii.gz": field}
+    if predictor.peak is not None:
+        peaks = predictor.predict_peaks(window.ct_hu, [window.transducer_points_vox])[0]
+        summary.update(pressure_summary(peaks, sim_config.transducer.frequency_hz, sim_config.transducer.amplitude_pa))
+        volumes["pressure_pa.nii.gz"] = pressure_field_pa(field, peaks[0])
+        summary["pressure_pa_path"] = str(out / "pressure_pa.nii.gz")
+    write_outputs(out, volumes, affine, summary)
     return summary

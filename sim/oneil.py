@@ -42,3 +42,22 @@ def oneil_focal_gain(roc_m: float, aperture_m: float, frequency_hz: float, sound
     """|p(R)|/p0 = k·h."""
     a = aperture_m / 2.0
     return 2 * np.pi * frequency_hz / sound_speed * (roc_m - np.sqrt(roc_m**2 - a**2))
+
+
+def focal_zone_m(roc_m: float, aperture_m: float, frequency_hz: float, level: float = 0.5,
+                 sound_speed: float = 1500.0) -> tuple[float, float]:
+    """(z_near, z_far) in m from the apex: the on-axis stretch around the on-axis maximum where the free
+    field stays ≥ ``level`` × that maximum (−6 dB for 0.5). A weakly focused bowl's zone reaches back to the
+    bowl (its maximum sits well before the geometric focus)."""
+    if not 0 < level < 1:
+        raise ValueError(f"`level` must be in (0, 1), got {level}")
+    z = np.linspace(roc_m * 1e-3, 3 * roc_m, 6000)
+    p = oneil_on_axis(z, roc_m, aperture_m, frequency_hz, 1.0, sound_speed)
+    peak = int(np.argmax(p))
+    above = p >= level * p[peak]
+    lo, hi = peak, peak
+    while lo > 0 and above[lo - 1]:
+        lo -= 1
+    while hi < len(z) - 1 and above[hi + 1]:
+        hi += 1
+    return float(z[lo]), float(z[hi])

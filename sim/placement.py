@@ -21,6 +21,10 @@
    target the array aims along the inward normal at its configured focal distance (or geometric focus).
 7. Skull-fixed datasets (``config.grid == "subject"``): candidates are only the scalp points inside the
    subject's fixed window (``sim.subject_grid``), and a candidate whose bowl or focus leaves it is rejected.
+8. Candidates for one target (:func:`candidate_placements`, what ``tfus plan --optimize`` scores): every
+   bowl aims at the target, from scalp points whose inward normal is within ``max_tilt_deg`` of the beam
+   axis and whose apex → target distance lies in the transducer's reach — the on-axis −6 dB zone of its
+   free field (O'Neil, :func:`sim.oneil.focal_zone_m`); steered arrays: their steering range.
 """
 
 from __future__ import annotations
@@ -266,6 +270,94 @@ def plan_placements(volume: Volume, n: int, seed: int, config, targets_mm=None,
                      f"({'subject ' if grid is not None else ''}window {config.window_shape} at {config.spacing_mm} mm, "
                      f"standoff {config.standoff_mm} mm"
                      f"{steer}); candidates skipped: {_reasons(skipped) or 'none'}")
+
+
+MAX_TILT_DEG = 20.0  # beam axis vs inward scalp normal (near-normal incidence: least reflection, no mode conversion)
+
+
+def check_target(volume: Volume, target_mm, scalp: _Scalp | None = None) -> _Scalp:
+    """The scalp of ``volume``; ValueError (one line) when the target is outside the head or in bone."""
+    scalp = scalp or find_scalp(volume)
+    t = np.asarray(target_mm, dtype=float).reshape(3)
+    if not volume.contains_mm(t):
+        raise ValueError(f"target {tuple(round(float(v), 1) for v in t)} mm is outside the CT's field of view")
+    if not _inside(scalp, t[None])[0]:
+        raise ValueError(f"target {tuple(round(float(v), 1) for v in t)} mm is outside the head")
+    hu = float(sample_nearest(volume.hu, volume.affine, t[None], 0.0)[0])
+    if hu > BONE_HU:
+        raise ValueError(f"target {tuple(round(float(v), 1) for v in t)} mm is in bone ({hu:.0f} HU > {BONE_HU:g}); "
+                         "aim at brain tissue")
+    return scalp
+
+
+def reach_mm(config) -> tuple[float, float]:
+    """(near, far) apex → target distance (mm) a single bowl reaches: its free field's on-axis −6 dB zone."""
+    from tfus.sim.oneil import focal_zone_m  # noqa: PLC0415
+
+    tr = config.transducer
+    near, far = focal_zone_m(tr.roc_mm * 1e-3, tr.aperture_mm * 1e-3, tr.frequency_hz)
+    return near * 1e3, far * 1e3
+
+
+def candidate_placements(volume: Volume, target_mm, n: int, config, seed: int = 0,
+                         max_tilt_deg: float = MAX_TILT_DEG, skipped: Counter | None = None) -> list[Placement]:
+    """Up to ``n`` well-spread placements on the scalp aimed at ``target_mm`` (see the module docstring, 8).
+
+    ValueError (one line) for a target outside the head or in bone, and when no placement reaches it.
+    """
+    if int(n) != n or n < 1:
+        raise ValueError(f"`candidates` must be a positive integer, got {n}")
+    if not 0 < max_tilt_deg <= 90:
+        raise ValueError(f"`max_tilt_deg` must be in (0, 90], got {max_tilt_deg}")
+    target = np.asarray(target_mm, dtype=float).reshape(3)
+    scalp = check_target(volume, target)
+    tr = config.transducer
+    z, zc = scalp.points_mm[:, 2], scalp.centroid_mm[2]
+    ok = (z >= zc + UPPER_FRACTION * (z.max() - zc)) & (scalp.normals[:, 2] > -0.1)
+    grid = None
+    if config.grid == "subject":
+        grid = subject_grid(volume, config, HeadMask(scalp.mask, scalp.affine))
+        if not box_contains(*grid, target[None], MARGIN_VOX)[0]:
+            raise ValueError(f"target {tuple(round(float(v), 1) for v in target)} mm is outside the subject's "
+                             f"fixed window (the model's {config.window_shape} grid)")
+        ok &= box_contains(*grid, scalp.points_mm, MARGIN_VOX)
+    inward = target - scalp.points_mm
+    dist = np.linalg.norm(inward, axis=1)
+    cos_tilt = -(inward * scalp.normals).sum(axis=1) / np.maximum(dist, 1e-9)
+    ok &= cos_tilt >= np.cos(np.radians(max_tilt_deg))
+    if not tr.is_array:
+        depth = tr.roc_mm - np.sqrt(max(tr.roc_mm ** 2 - (tr.aperture_mm / 2) ** 2, 0.0))
+        apex = scalp.points_mm + (config.standoff_mm + depth) * scalp.normals
+        near, far = reach_mm(config)
+        d = np.linalg.norm(apex - target, axis=1)
+        ok &= (d >= max(near, depth)) & (d <= far)
+        reach = f"apex-target {max(near, depth):.0f}-{far:.0f} mm"
+    else:
+        reach = f"steering range {tr.focal_range_mm} mm"
+    cand = np.flatnonzero(ok)
+    where = f"tilt <= {max_tilt_deg:g} deg, {reach}, stand-off {config.standoff_mm:g} mm" + \
+        (f", inside the {config.window_shape} subject window" if grid is not None else "")
+    if len(cand) == 0:
+        raise ValueError(f"no candidate placement reaches the target {tuple(round(float(v), 1) for v in target)} mm "
+                         f"from the upper scalp ({where})")
+    skipped = Counter() if skipped is None else skipped
+    chosen: list[Placement] = []
+    for k in _spread(scalp.points_mm[cand], np.random.default_rng(int(seed))):
+        idx = cand[k]
+        placement = _try(volume, scalp, scalp.points_mm[idx], scalp.normals[idx], target, config, grid)
+        if isinstance(placement, str):
+            skipped[placement] += 1
+            continue
+        chosen.append(placement)
+        if len(chosen) == n:
+            break
+    if not chosen:
+        raise ValueError(f"no candidate placement reaches the target {tuple(round(float(v), 1) for v in target)} mm "
+                         f"({where}); candidates skipped: {_reasons(skipped)}")
+    if len(chosen) < n:
+        log.info("candidates: %d of %d asked reach the target (%s); skipped: %s", len(chosen), n, where,
+                 _reasons(skipped) or "none")
+    return chosen
 
 
 def _reasons(skipped: Counter) -> str:

@@ -203,3 +203,15 @@ def make_window(volume_or_path: Volume | str | os.PathLike, position_mm, target_
     check_no_air(hu, affine, head if scanner else None, source or "CT")
     points, drive = transducer_encoding(bowl, config.transducer, int(config.n_transducer_points), affine)
     return Window(hu, affine, points, bowl, drive, coupling)
+
+
+def move_transducer(window: Window, position_mm, target_mm, config) -> Window:
+    """``window``'s grid and CT with the transducer at another placement: on a skull-fixed grid all of a
+    subject's placements share one resampled CT, so scoring many candidates resamples once."""
+    position, target = _point(position_mm, "position_mm"), _point(target_mm, "target_mm")
+    if np.linalg.norm(target - position) < 1e-6:
+        raise ValueError(f"`target_mm` must differ from `position_mm`, both are {tuple(position)}")
+    bowl = Bowl.from_config(position, target, config.transducer)
+    _check_bowl_fits(bowl, window.affine, window.shape, window.spacing_mm)
+    points, drive = transducer_encoding(bowl, config.transducer, int(config.n_transducer_points), window.affine)
+    return Window(window.ct_hu, window.affine, points, bowl, drive, window.coupling)

@@ -18,9 +18,10 @@ def register_phantom(subparsers) -> None:
                    help="head size relative to an adult (~150x180x160 mm); layer thicknesses stay adult")
     p.set_defaults(handler=_phantom)
 
-    q = subparsers.add_parser("plan", help="plan transducer placements on a CT's scalp; prints JSON")
+    q = subparsers.add_parser("plan", help="plan transducer placements on a CT's scalp (prints JSON); with "
+                              "--optimize, rank candidate placements for a target by a trained model")
     q.add_argument("--ct", required=True, help="CT: .nii/.nii.gz/.mha/.nrrd or a DICOM folder")
-    q.add_argument("--n", type=int, required=True, help="number of placements")
+    q.add_argument("--n", type=int, help="number of placements (without --optimize)")
     q.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     q.add_argument("--preset", default="demo", help="preset name or YAML/JSON config file (default demo)")
     q.add_argument("--target", type=float, nargs=3, action="append", metavar=("X", "Y", "Z"),
@@ -29,6 +30,17 @@ def register_phantom(subparsers) -> None:
                                         "array sits on its exit plane and gets the focal distance to --target")
     q.add_argument("--focal-distance-mm", type=float,
                    help="annular arrays without --target: steer this far past the exit plane")
+    o = q.add_argument_group("--optimize: placements chosen by the model for one --target")
+    o.add_argument("--optimize", action="store_true",
+                   help="score --candidates placements aimed at --target with --model and rank them by predicted "
+                        "pressure at the target")
+    o.add_argument("--model", help="run directory with a pressure head (tfus train + tfus train-peak)")
+    o.add_argument("--candidates", type=int, default=32, help="candidate placements to score (default 32)")
+    o.add_argument("--verify", type=int, default=0, help="simulate the top K with k-Wave (default 0)")
+    o.add_argument("--max-tilt-deg", type=float, default=20.0,
+                   help="largest angle between beam axis and scalp normal (default 20)")
+    o.add_argument("--frequency-hz", type=float, help="refuse a model trained at another frequency")
+    o.add_argument("--out", help="output folder (ranking.csv, plan.json, ranking.png, pick_pressure_pa.nii.gz)")
     q.set_defaults(handler=_plan)
 
 
@@ -46,7 +58,42 @@ def _phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+def _optimize(args: argparse.Namespace) -> int:
+    from tfus.flows.plan_placement import PlanRequest, plan  # noqa: PLC0415
+
+    if not args.target or len(args.target) != 1:
+        raise ValueError("--optimize needs exactly one --target X Y Z (world mm)")
+    if not args.model:
+        raise ValueError("--optimize needs --model RUN (a run directory with a pressure head)")
+    if args.transducer or args.focal_distance_mm is not None or args.n is not None:
+        raise ValueError("--optimize uses the model's transducer and configuration; drop --transducer, "
+                         "--focal-distance-mm and --n")
+    request = PlanRequest(ct=args.ct, target_mm=tuple(args.target[0]), model=args.model, candidates=args.candidates,
+                          verify=args.verify, seed=args.seed, max_tilt_deg=args.max_tilt_deg,
+                          frequency_hz=args.frequency_hz, out_dir=args.out)
+    summary = plan(request, progress=args.verify > 0)
+    print(f"{'rank':>4} {'position (mm)':>24} {'tilt':>5} {'pred kPa@target':>15} {'focus-target mm':>15} {'MI':>6}"
+          + (f" {'sim kPa@target':>14} {'sim focus mm':>12}" if args.verify else ""))
+    for r in summary["rows"]:
+        pos = " ".join(f"{v:7.1f}" for v in r["position_mm"])
+        line = (f"{r['rank']:>4} {pos:>24} {r['tilt_deg']:5.1f} {r['pressure_at_target_pa'] / 1e3:15.1f} "
+                f"{r['focus_distance_mm']:15.1f} {r['mechanical_index']:6.3f}")
+        if r.get("sim_pressure_at_target_pa") is not None:
+            line += f" {r['sim_pressure_at_target_pa'] / 1e3:14.1f} {r['sim_focus_distance_mm']:12.1f}"
+        print(line)
+    t = summary["timings_s"]
+    print(f"{summary['n_candidates']} candidates scored in {t['scoring_s']:.1f} s "
+          f"({t['per_candidate_inference_s'] * 1e3:.0f} ms each)"
+          + (f"; {args.verify} verified by simulation in {t['verify_s']:.0f} s" if args.verify else "")
+          + f"; outputs in {summary['out_dir']}")
+    return 0
+
+
 def _plan(args: argparse.Namespace) -> int:
+    if args.optimize:
+        return _optimize(args)
+    if args.n is None:
+        raise ValueError("--n (number of placements) is required without --optimize")
     from tfus.sim.config import load_sim_config, with_overrides  # noqa: PLC0415
     from tfus.sim.ingest import load_volume  # noqa: PLC0415
     from tfus.sim.placement import plan_placements  # noqa: PLC0415

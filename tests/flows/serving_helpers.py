@@ -91,3 +91,41 @@ def train_tiny(store_url: str, run_dir: Path, epochs: int = 1, config: str = "sm
     train(store_url, model_config, run_dir, TrainConfig(epochs=epochs, batch_size=2, device="cpu"),
           progress=False)
     return Path(run_dir)
+
+
+def plan_run(run_dir: Path, window: int = 32) -> Path:
+    """A skull-fixed run for placement-planning tests: a small DeepTFUS and a pressure head, seeded random
+    weights (the planner's plumbing, not the network's accuracy, is under test; models tests train them)."""
+    import json
+
+    import torch
+
+    from tfus.models import checkpoint
+    from tfus.models.config import ModelConfig
+    from tfus.models.network import DeepTFUS
+    from tfus.models.peak import PeakConfig, PeakNet, save
+
+    torch.manual_seed(0)
+    config = sim_config(window).replace(grid="subject")
+    model_config = ModelConfig(name="plan-test", base_width=4, depth=2, attention_levels=(2,), embed_dim=16,
+                               n_fourier=3, n_points=32, n_tokens=2, heads=2, norm_groups=2)
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    net = DeepTFUS(model_config)
+    with torch.no_grad():  # fields above zero, as a trained network's log(1 + p/max p) is
+        net.head.bias.fill_(0.4)
+    checkpoint.save_weights(net, run / "best.safetensors")
+    (run / "config.json").write_text(json.dumps({
+        "model": model_config.to_dict(), "sim_config": config.to_dict(), "window_shape": list(config.window_shape),
+        "model_id": "plan-test", "config_hash": "0" * 64}))
+    save(run, PeakNet(PeakConfig(width=4, levels=2, hidden=8)),
+         {"p_ref_pa": 2.0e5, "train_mean_transmission": {"max": 1.5, "focus": 0.6}}, [])
+    return run
+
+
+def plan_target(ct: Path, window: int = 32) -> tuple:
+    """A brain target on ``ct`` that the test bowl reaches inside the subject window."""
+    from tfus.sim.ingest import load_volume
+    from tfus.sim.placement import plan_placements
+
+    return plan_placements(load_volume(ct), 1, 0, sim_config(window).replace(grid="subject"))[0].target_mm

@@ -104,7 +104,7 @@ def _assert_not_reloaded(summary: dict, served: dict) -> None:
 
 
 def test_deployments_registered(served):
-    for name in ("predict-field", "train-deeptfus", "generate-dataset"):
+    for name in ("predict-field", "train-deeptfus", "generate-dataset", "plan-placement"):
         assert _http("GET", f"{served['api']}/deployments/name/{name}/default")["name"] == "default"
 
 
@@ -235,6 +235,29 @@ def test_failed_run_reports_through_tfus_request_and_server_keeps_serving(served
     assert bad.returncode == 1 and "unknown `sample_id` 'ghost'" in bad.stderr
     run, _ = _http_run(served["api"], {"store": served["store"], "sample_id": "subj00-p1"})
     assert run["state"]["type"] == "COMPLETED", run["state"]["message"]
+
+
+def test_plan_placement_deployment_ranks_and_fails_cleanly(served):
+    from prefect.deployments import run_deployment
+
+    run = helpers.plan_run(served["base"] / "runs" / "plan")
+    target = list(helpers.plan_target(served["ct"]))
+    flow_run = run_deployment("plan-placement/default", timeout=300, poll_interval=0.5, parameters={
+        "ct": str(served["ct"]), "target_mm": target, "model": str(run), "candidates": 3, "out_dir": "plans/a"})
+    assert flow_run.state.is_completed(), flow_run.state.message
+    artifacts = _http("POST", f"{served['api']}/artifacts/filter",
+                      json={"artifacts": {"flow_run_id": {"any_": [str(flow_run.id)]}}})
+    table = {a["key"]: a for a in artifacts}["placement-ranking"]
+    rows = table["data"] if isinstance(table["data"], list) else json.loads(table["data"])
+    assert table["type"] == "table" and [r["rank"] for r in rows] == [1, 2, 3]
+    assert (served["out_root"] / "plans" / "a" / "ranking.csv").is_file()
+    # the served model has no pressure head: a Failed run with the reason, and the server carries on
+    failed = run_deployment("plan-placement/default", timeout=300, poll_interval=0.5, parameters={
+        "ct": str(served["ct"]), "target_mm": target, "out_dir": "plans/b"})
+    assert failed.state.is_failed() and "has no pressure head" in failed.state.message
+    assert not (served["out_root"] / "plans" / "b" / "plan.json").exists()
+    ok, _ = _http_run(served["api"], {"store": served["store"], "sample_id": "subj00-p1"})
+    assert ok["state"]["type"] == "COMPLETED" and served["proc"].poll() is None
 
 
 @pytest.mark.slow

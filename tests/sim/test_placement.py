@@ -171,3 +171,57 @@ def test_plan_cli_puts_an_array_on_the_scalp_aimed_at_a_target(tmp_path, capsys)
     assert args.handler(args) == 0
     plan = json.loads(capsys.readouterr().out)[0]
     assert plan["target_mm"] == [3.0, -2.0, 16.0] and 25.0 <= plan["focal_distance_mm"] <= 60.0
+
+
+SUBJECT = CONFIG.replace(window_shape=(32, 32, 32), n_transducer_points=128, grid="subject")
+
+
+@pytest.fixture(scope="module")
+def small_head():
+    return make_phantom(0, spacing_mm=1.5, scale=0.5)
+
+
+def test_candidates_aim_at_the_target_within_reach_and_tilt(small_head):
+    from tfus.sim.placement import candidate_placements, reach_mm
+    from tfus.sim.subject_grid import box_contains, subject_grid
+
+    target = plan_placements(small_head, 1, 0, SUBJECT)[0].target_mm
+    cands = candidate_placements(small_head, target, 6, SUBJECT, max_tilt_deg=20)
+    near, far = reach_mm(SUBJECT)
+    grid = subject_grid(small_head, SUBJECT)
+    assert len(cands) == 6 and len({c.position_mm for c in cands}) == 6
+    for c in cands:
+        assert c.target_mm == target
+        d = np.linalg.norm(np.subtract(c.position_mm, target))
+        assert near <= d <= far
+        axis = np.subtract(target, c.position_mm)
+        inward = np.subtract(c.scalp_mm, c.position_mm)
+        tilt = np.degrees(np.arccos(axis @ inward / np.linalg.norm(axis) / np.linalg.norm(inward)))
+        assert tilt <= 20.0 + 1e-6
+        assert box_contains(*grid, np.asarray([c.position_mm]), 0)[0]
+        make_window(small_head, c.position_mm, c.target_mm, SUBJECT)  # a valid simulation window
+    assert candidate_placements(small_head, target, 6, SUBJECT) == cands  # deterministic
+
+
+def test_candidate_targets_that_cannot_be_planned(small_head):
+    from tfus.sim.placement import candidate_placements
+
+    with pytest.raises(ValueError, match="outside the head"):
+        candidate_placements(small_head, (0.0, 0.0, 48.0), 4, SUBJECT)
+    column = np.array([[0.0, 0.0, z] for z in np.arange(45.0, 0.0, -0.5)])  # down from above the vertex
+    hu = small_head.hu[tuple(np.rint(small_head.world_to_voxel(column)).astype(int).T)]
+    bone = column[np.flatnonzero(hu > 800)[0]]  # the first bone under the vertex's scalp
+    with pytest.raises(ValueError, match="in bone"):
+        candidate_placements(small_head, tuple(bone), 4, SUBJECT)
+    with pytest.raises(ValueError, match="no candidate placement reaches"):  # deep: beyond the bowl's reach
+        candidate_placements(small_head, (0.0, 0.0, -20.0), 4, CONFIG)
+
+
+def test_focal_zone_holds_the_on_axis_maximum():
+    from tfus.sim.oneil import focal_zone_m, oneil_on_axis
+
+    near, far = focal_zone_m(0.064, 0.064, 5e5)  # ITRUSST BM1-like strongly focused bowl: around R
+    z = np.linspace(near, far, 200)
+    p = oneil_on_axis(z, 0.064, 0.064, 5e5, 1.0)
+    assert near < 0.064 < far and p.min() >= 0.5 * p.max() - 1e-9
+    assert oneil_on_axis(far * 1.01, 0.064, 0.064, 5e5, 1.0) < 0.5 * p.max()
