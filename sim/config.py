@@ -148,6 +148,7 @@ class SimConfig:
     dtype: str = "float32"
     engine: str = "tfus"            # time stepper: "tfus" (sim.engine) or "kwave" (k-wave-python); not physics
     grid: str = "beam"              # window: "beam" (centred on each beam) or "subject" (one per subject, sim.subject_grid)
+    aim_tilt_deg: float = 0.0       # planned placements: beam axis up to this far from the inward normal (0: along it)
     preset: str = "custom"
 
     def __post_init__(self) -> None:
@@ -181,6 +182,8 @@ class SimConfig:
         if self.grid not in ("beam", "subject"):
             raise ValueError(f"`grid` must be 'beam' (beam-centred windows) or 'subject' (one fixed window per "
                              f"subject), got {self.grid!r}")
+        if not 0 <= self.aim_tilt_deg <= 45:
+            raise ValueError(f"`aim_tilt_deg` must be in [0, 45], got {self.aim_tilt_deg}")
         if self.grid == "subject" and self.window_shape is None:
             raise ValueError("`grid: subject` needs `window_shape` (the fixed box every placement shares)")
 
@@ -220,6 +223,8 @@ class SimConfig:
             d.pop("steady_tol", None)
         if d.get("grid") == "beam":  # beam-centred windows keep the keys they had before the subject grid
             d.pop("grid")
+        if not d.get("aim_tilt_deg"):  # normal-aimed placements keep their keys
+            d.pop("aim_tilt_deg", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     def replace(self, **changes) -> "SimConfig":

@@ -11,7 +11,9 @@
 5. Each placement: the bowl sits ``config.standoff_mm`` of water outside the scalp (apex at
    ``standoff + h`` along the outward normal, h = the bowl's depth, so the rim does not cut the scalp);
    its axis follows the inward normal (target = geometric focus = apex + roc·inward normal) or aims at an
-   explicit target. A candidate is rejected (and the next one taken) unless the bowl stays out of the
+   explicit target; with ``config.aim_tilt_deg`` > 0 the axis is tilted off the normal by a seeded random
+   angle up to it (uniform over the cone's solid angle, focus still at roc from the apex) — training placements
+   like the tilted ones ``candidate_placements`` scores. A candidate is rejected (and the next one taken) unless the bowl stays out of the
    head, the target is inside it, and :func:`sim.window.plan_window` accepts it with this config.
 6. Annular arrays (``config.transducer.rings_mm``): the *exit plane* sits ``standoff_mm`` outside the scalp
    (the devices are coupled by their front face), the apex ``exit_plane_depth`` behind it. With an explicit
@@ -223,6 +225,24 @@ def _try(volume, scalp, point, normal, target, config, grid=None) -> Placement |
     return Placement(tuple(apex), tuple(target), tuple(point), focal_distance)
 
 
+def _tilted_focus(point: np.ndarray, normal: np.ndarray, config, rng: np.random.Generator) -> np.ndarray:
+    """Geometric focus of a bowl on ``point``'s normal whose axis is tilted by a random angle ≤ aim_tilt_deg."""
+    tr = config.transducer
+    if tr.is_array:
+        raise ValueError("`aim_tilt_deg` applies to single bowls; aim an array with explicit targets")
+    depth = tr.roc_mm - np.sqrt(max(tr.roc_mm ** 2 - (tr.aperture_mm / 2) ** 2, 0.0))
+    apex = point + (config.standoff_mm + depth) * normal
+    cos_t = rng.uniform(np.cos(np.radians(config.aim_tilt_deg)), 1.0)  # uniform over the cone's solid angle
+    phi = rng.uniform(0.0, 2 * np.pi)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(normal[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    e1 = np.cross(normal, helper)
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(normal, e1)
+    sin_t = np.sqrt(max(1.0 - cos_t ** 2, 0.0))
+    axis = -cos_t * normal + sin_t * (np.cos(phi) * e1 + np.sin(phi) * e2)
+    return apex + tr.roc_mm * axis
+
+
 def plan_placements(volume: Volume, n: int, seed: int, config, targets_mm=None,
                     skipped: Counter | None = None) -> list[Placement]:
     """``n`` valid, well-spread scalp placements, deterministic from ``seed`` (see the module docstring).
@@ -255,6 +275,9 @@ def plan_placements(volume: Volume, n: int, seed: int, config, targets_mm=None,
     for k in _spread(scalp.points_mm[cand], rng):
         idx = cand[k]
         target = None if targets is None else targets[len(chosen) % len(targets)]
+        if target is None and config.aim_tilt_deg > 0:
+            target = _tilted_focus(scalp.points_mm[idx], scalp.normals[idx], config,
+                                   np.random.default_rng([int(seed), int(idx)]))
         placement = _try(volume, scalp, scalp.points_mm[idx], scalp.normals[idx], target, config, grid)
         if isinstance(placement, str):
             skipped[placement] += 1

@@ -23,7 +23,8 @@ def register_phantom(subparsers) -> None:
     q.add_argument("--ct", required=True, help="CT: .nii/.nii.gz/.mha/.nrrd or a DICOM folder")
     q.add_argument("--n", type=int, help="number of placements (without --optimize)")
     q.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    q.add_argument("--preset", default="demo", help="preset name or YAML/JSON config file (default demo)")
+    q.add_argument("--preset", help="preset name or YAML/JSON config file (default demo); with --optimize the "
+                                    "model's own config is used and a preset of another frequency or window is refused")
     q.add_argument("--target", type=float, nargs=3, action="append", metavar=("X", "Y", "Z"),
                    help="aim at this world target (mm); repeat for several; default: along the scalp normal")
     q.add_argument("--transducer", help="a named transducer (ctx250, ctx500, ...) or a YAML file; an annular "
@@ -68,9 +69,15 @@ def _optimize(args: argparse.Namespace) -> int:
     if args.transducer or args.focal_distance_mm is not None or args.n is not None:
         raise ValueError("--optimize uses the model's transducer and configuration; drop --transducer, "
                          "--focal-distance-mm and --n")
+    frequency, window = args.frequency_hz, None
+    if args.preset:  # what the user asks for: the model must have been trained on it
+        from tfus.sim.config import load_sim_config  # noqa: PLC0415
+        asked = load_sim_config(args.preset)
+        frequency = frequency or asked.transducer.frequency_hz
+        window = asked.window_shape
     request = PlanRequest(ct=args.ct, target_mm=tuple(args.target[0]), model=args.model, candidates=args.candidates,
                           verify=args.verify, seed=args.seed, max_tilt_deg=args.max_tilt_deg,
-                          frequency_hz=args.frequency_hz, out_dir=args.out)
+                          frequency_hz=frequency, window_shape=window, out_dir=args.out)
     summary = plan(request, progress=args.verify > 0)
     print(f"{'rank':>4} {'position (mm)':>24} {'tilt':>5} {'pred kPa@target':>15} {'focus-target mm':>15} {'MI':>6}"
           + (f" {'sim kPa@target':>14} {'sim focus mm':>12}" if args.verify else ""))
@@ -98,7 +105,7 @@ def _plan(args: argparse.Namespace) -> int:
     from tfus.sim.ingest import load_volume  # noqa: PLC0415
     from tfus.sim.placement import plan_placements  # noqa: PLC0415
 
-    config = with_overrides(load_sim_config(args.preset), transducer=getattr(args, "transducer", None),
+    config = with_overrides(load_sim_config(args.preset or "demo"), transducer=getattr(args, "transducer", None),
                             focal_distance_mm=getattr(args, "focal_distance_mm", None))
     volume = load_volume(args.ct)
     placements = plan_placements(volume, args.n, args.seed, config, targets_mm=args.target)

@@ -97,8 +97,9 @@ def test_plan_cli_optimize(setup, tmp_path):
     ("outside", "is outside the head"),
     ("bone", "is in bone"),
     ("frequency", "was trained at 200 kHz, not the 500 kHz asked"),
+    ("window", "was trained on (32, 32, 32) windows, not the (48, 48, 48) asked"),
     ("no_head", "has no pressure head"),
-    ("window", "is outside the subject's fixed window"),
+    ("deep", "is outside the subject's fixed window"),
     ("unreachable", "no candidate placement reaches the target"),
 ])
 def test_plan_cli_bad_input_one_line(setup, tmp_path, case, expected):
@@ -121,6 +122,8 @@ def test_plan_cli_bad_input_one_line(setup, tmp_path, case, expected):
         shutil.copytree(setup["run"], run)
         shutil.rmtree(run / "peak")
     elif case == "window":
+        extra = ["--preset", "subject"]  # a 48³ preset asked of a model trained on 32³
+    elif case == "deep":
         target = [target[0], target[1], target[2] - 14.0]  # deep in the head: below the model's grid
     elif case == "unreachable":
         target = [target[0] + 6.0, target[1], target[2]]

@@ -225,3 +225,20 @@ def test_focal_zone_holds_the_on_axis_maximum():
     p = oneil_on_axis(z, 0.064, 0.064, 5e5, 1.0)
     assert near < 0.064 < far and p.min() >= 0.5 * p.max() - 1e-9
     assert oneil_on_axis(far * 1.01, 0.064, 0.064, 5e5, 1.0) < 0.5 * p.max()
+
+
+def test_tilted_training_placements_stay_within_the_cone(small_head):
+    tilted = SUBJECT.replace(aim_tilt_deg=20.0)
+    assert tilted.key() != SUBJECT.key() and SUBJECT.replace(aim_tilt_deg=0.0).key() == SUBJECT.key()
+    placements = plan_placements(small_head, 2, 0, tilted)
+    assert placements == plan_placements(small_head, 2, 0, tilted)  # deterministic from the seed
+    tilts = []
+    for p in placements:
+        axis = np.subtract(p.target_mm, p.position_mm)
+        inward = np.subtract(p.scalp_mm, p.position_mm)
+        tilts.append(np.degrees(np.arccos(axis @ inward / np.linalg.norm(axis) / np.linalg.norm(inward))))
+        assert np.linalg.norm(axis) == pytest.approx(SUBJECT.transducer.roc_mm, abs=1e-3)  # focus at roc
+        make_window(small_head, p.position_mm, p.target_mm, tilted)
+    assert max(tilts) <= 20.0 + 1e-6 and max(tilts) > 1.0
+    with pytest.raises(ValueError, match="aim_tilt_deg"):
+        SUBJECT.replace(aim_tilt_deg=60.0)
