@@ -175,6 +175,52 @@ def _evaluate(cfg: DemoConfig) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
+def _pressure_and_plan(cfg: DemoConfig, sample: dict) -> dict:
+    """`tfus train-peak` (pressure in Pa) and `tfus plan --optimize` for the held-out sample's target."""
+    tfus("train-peak", "--model", cfg.run_dir, "--store", cfg.store, "--epochs", 30, "--no-progress")
+    from tfus.flows.subjects import subject_id_for  # noqa: PLC0415
+
+    stem = str(sample.get("subject_id") or "")
+    head = next((p for p in sorted(cfg.heads.glob("*.nii.gz")) if subject_id_for(p) == stem), None)
+    out = {"peak_metrics": json.loads((cfg.run_dir / "peak" / "metrics.json").read_text()), "plan": None}
+    if head is None:
+        print(f"      no head file for subject {stem!r}; placement search skipped")
+        return out
+    target = [f"{float(v):.2f}" for v in sample["target_mm"]]
+    plan_dir = cfg.out_dir / "plan"
+    tfus("plan", "--ct", head, "--target", *target, "--optimize", "--model", cfg.run_dir, "--candidates", 8,
+         "--verify", 1, "--out", plan_dir)
+    out["plan"] = json.loads((plan_dir / "plan.json").read_text())
+    return out
+
+
+def _plan_section(cfg: DemoConfig, result: dict | None) -> str:
+    if not result:
+        return ""
+    rel = lambda p: os.path.relpath(p, cfg.out_dir)  # noqa: E731
+    m = result["peak_metrics"]
+    lines = ["## Pressure in pascals and a placement chosen by the model",
+             "`tfus train-peak` added a pressure head to the run (transmission factors relative to the free field "
+             "in water). On the held-out samples, relative error in Pa:", "",
+             "| estimate | intracranial focal pressure | field maximum |", "|---|---|---|"]
+    for name in ("pressure_head", "free_field_scaled"):
+        if name in m:
+            f, x = m[name]["focus_pressure_error_pct"], m[name]["max_pressure_error_pct"]
+            lines.append(f"| {name} | {f['mean']:.1f} % | {x['mean']:.1f} % |")
+    plan = result.get("plan")
+    if plan:
+        lines += ["", f"`tfus plan --optimize` for the target {plan['target_mm']} mm of that sample: "
+                  f"{plan['n_candidates']} candidates scored in {plan['timings_s']['scoring_s']:.1f} s, the top one "
+                  "simulated (`--verify 1`):", "",
+                  "| rank | apex (mm) | tilt (°) | predicted kPa at target | simulated kPa at target |", "|---|---|---|---|---|"]
+        for r in plan["rows"]:
+            sim = r.get("sim_pressure_at_target_pa")
+            lines.append(f"| {r['rank']} | {' '.join(f'{v:.1f}' for v in r['position_mm'])} | {r['tilt_deg']:.1f} | "
+                         f"{r['pressure_at_target_pa'] / 1e3:.1f} | {f'{sim / 1e3:.1f}' if sim else ''} |")
+        lines += ["", f"![candidates over the head]({rel(cfg.out_dir / 'plan' / 'ranking.png')})"]
+    return "\n".join(lines) + "\n"
+
+
 def _predict_through_api(cfg: DemoConfig, samples: list[dict]) -> list[dict]:
     """Start `tfus serve` against the demo's Prefect server, request a prediction per sample, stop serving."""
     out_root = (cfg.out_dir / "predictions").resolve()
@@ -270,7 +316,8 @@ Prediction through the flow API for this placement (a model trained on phantoms 
 
 
 def _write_report(cfg: DemoConfig, sample: dict, metrics: dict, summary: dict, compare: dict,
-                  figs: dict[str, Path], times: dict[str, float], real_section: str = "") -> Path:
+                  figs: dict[str, Path], times: dict[str, float], real_section: str = "",
+                  plan_section: str = "") -> Path:
     rel = lambda p: os.path.relpath(p, cfg.out_dir)  # noqa: E731
     timing = "\n".join(f"| {k} | {v:.0f} |" for k, v in times.items())
     text = f"""# tfus demo report
@@ -298,6 +345,7 @@ Against the simulation of the same placement (normalised fields, log(1 + p/max p
 ![prediction, simulation and error]({rel(figs['prediction'])})
 
 {real_section}
+{plan_section}
 ## Training
 ![training curves]({rel(figs['curves'])})
 
@@ -321,7 +369,7 @@ the pipeline. See docs/RESULTS.md for a larger run.
 
 def run_demo(cfg: DemoConfig) -> Path:
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    steps = _Steps(8)
+    steps = _Steps(9)
     with local_prefect_server() as api_url:
         print(f"Prefect API: {api_url}")
         steps.run("Synthetic heads (tfus phantom)", _make_heads, cfg)
@@ -331,10 +379,12 @@ def run_demo(cfg: DemoConfig) -> Path:
         sample = steps.run("Query the dataset (tfus stats / tfus query)", _query, cfg)
         steps.run("Train DeepTFUS (tfus train)", _train, cfg)
         metrics = steps.run("Evaluate on held-out subjects vs free field (tfus evaluate)", _evaluate, cfg)
+        planned = steps.run("Pressure in Pa and a placement chosen by the model (tfus train-peak + tfus plan "
+                            "--optimize)", _pressure_and_plan, cfg, sample)
         summaries = steps.run("Predictions through the flow API (tfus serve + tfus request)",
                               _predict_through_api, cfg, [sample] + ([real] if real else []))
         compare = _compare(cfg, sample, summaries[0])
         real_compare = _compare(cfg, real, summaries[1], "colin27_prediction") if real else None
         figs = steps.run("Report", _figures, cfg, sample, real)
     return _write_report(cfg, sample, metrics, summaries[0], compare, figs, steps.times,
-                         _real_head_section(cfg, real, real_compare, figs))
+                         _real_head_section(cfg, real, real_compare, figs), _plan_section(cfg, planned))
