@@ -41,6 +41,23 @@ def _simulate(args):
             float(np.linalg.norm(focus - np.asarray(target))), time.perf_counter() - t0)
 
 
+def _reused(previous: list[dict], old_predictor, volume, subject, target, config, n, rows) -> list[tuple]:
+    """The earlier run's simulations of this case's candidates, matched by apex position. The earlier model
+    re-scores the case to recover its ranking (the stored order); its predictions must reproduce to 0.1 %."""
+    from tfus.flows.plan_placement import score_candidates
+    case = next((c for c in previous if c["subject"] == subject and np.allclose(c["target_mm"], target, atol=1e-3)),
+                None)
+    if case is None:
+        raise SystemExit(f"--reuse-sims has no case for {subject} {target}")
+    old_rows, *_ = score_candidates(old_predictor, volume, target, config, n)
+    old_pred = np.array([r["pressure_at_target_pa"] for r in old_rows]) / 1e3
+    if len(old_rows) != case["n"] or not np.allclose(old_pred, case["pred_kpa"], rtol=1e-3):
+        raise SystemExit(f"--reuse-sims: the earlier model's scores of {subject} do not reproduce")
+    by_position = {tuple(np.round(r["position_mm"], 3)): (case["sim_kpa"][i] * 1e3, case["sim_focus_distance_mm"][i],
+                                                         float("nan")) for i, r in enumerate(old_rows)}
+    return [by_position[tuple(np.round(r["position_mm"], 3))] for r in rows]
+
+
 def cases(store: str, split: str, per_subject: int) -> list[tuple[str, str, tuple]]:
     from tfus import storage
     table = storage.open_dataset(store).query(split=split)
@@ -70,6 +87,10 @@ def main() -> int:
     ap.add_argument("--candidates", type=int, default=12)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--max-cases", type=int, default=None, help="stop after this many cases (a quick check)")
+    ap.add_argument("--reuse-sims", help="plan_value.json of an earlier run on the same cases: its simulations "
+                                         "are reused (no new ones), matched by candidate position")
+    ap.add_argument("--reuse-model", help="the model of that run (re-scored to recover which candidate each "
+                                          "stored simulation belongs to; its predictions must reproduce)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -86,6 +107,12 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     results = []
     pool = ProcessPoolExecutor(max_workers=args.workers)
+    reuse = old_predictor = None
+    if args.reuse_sims:
+        if not args.reuse_model:
+            raise SystemExit("--reuse-sims needs --reuse-model")
+        reuse = json.loads(Path(args.reuse_sims).read_text())["cases"]
+        old_predictor = Predictor.from_run(args.reuse_model)
     for n, (subject, ct, target) in enumerate(cases(args.store, args.split, args.targets)[:args.max_cases], start=1):
         volume = load_volume(ct)
         t0 = time.perf_counter()
@@ -96,7 +123,10 @@ def main() -> int:
             continue
         score_s = time.perf_counter() - t0
         t1 = time.perf_counter()
-        sims = list(pool.map(_simulate, [(w, config, target) for w in windows]))
+        if reuse is not None:
+            sims = _reused(reuse, old_predictor, volume, subject, target, config, args.candidates, rows)
+        else:
+            sims = list(pool.map(_simulate, [(w, config, target) for w in windows]))
         sim_wall_s = time.perf_counter() - t1
         true = np.array([s[0] for s in sims])
         pred = np.array([r["pressure_at_target_pa"] for r in rows])
@@ -115,6 +145,7 @@ def main() -> int:
                 "focal_scaled_pick_fraction_of_best": float(true[int(np.argmax(alt))] / best),
                 "target_pressure_error_pct": [float(v) for v in 100 * np.abs(pred - true) / true],
                 "pred_kpa": [float(v) for v in pred / 1e3], "sim_kpa": [float(v) for v in true / 1e3],
+                "position_mm": [r["position_mm"] for r in rows], "tilt_deg": [r["tilt_deg"] for r in rows],
                 "sim_focus_distance_mm": [s[1] for s in sims], "pred_focus_distance_mm":
                     [r["focus_distance_mm"] for r in rows],
                 "score_s": score_s, "inference_s": timings["inference_s"],
@@ -148,6 +179,8 @@ def main() -> int:
         "compute_s": {"one_simulation": sim_each, "model_scoring_of_N": score,
                       "model_plus_verify3": score + VERIFY_K * sim_each, "simulate_all_N": n_cand * sim_each,
                       "saving_factor": n_cand * sim_each / (score + VERIFY_K * sim_each)},
+        **({"compute_s": {"simulations_reused_from": args.reuse_sims, "model_scoring_of_N": score}}
+           if args.reuse_sims else {}),
         "command": "python benchmarks/plan_value.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items())}
     (out / "plan_value.json").write_text(json.dumps({"summary": summary, "cases": results}, indent=2))
