@@ -102,12 +102,13 @@ def test_plan_cli_optimize(setup, tmp_path):
     ("deep", "is outside the subject's fixed window"),
     ("unreachable", "no candidate placement reaches the target"),
 ])
-def test_plan_cli_bad_input_one_line(setup, tmp_path, case, expected):
+def test_bad_input_one_clear_error(setup, tmp_path, case, expected):
     import shutil
 
+    from tfus.flows.plan_placement import PlanRequest, plan
     from tfus.sim.ingest import load_volume
 
-    run, target, extra = setup["run"], list(setup["target"]), []
+    run, target, extra = setup["run"], list(setup["target"]), {}
     if case == "outside":
         target = [0.0, 0.0, 48.0]
     elif case == "bone":
@@ -116,23 +117,30 @@ def test_plan_cli_bad_input_one_line(setup, tmp_path, case, expected):
         hu = volume.hu[tuple(np.rint(volume.world_to_voxel(column)).astype(int).T)]
         target = list(column[np.flatnonzero(hu > 800)[0]])
     elif case == "frequency":
-        extra = ["--frequency-hz", "500000"]
+        extra = {"frequency_hz": 5e5}
+    elif case == "window":
+        extra = {"window_shape": (48, 48, 48)}  # what `--preset subject` asks of a model trained on 32³
     elif case == "no_head":
         run = tmp_path / "nohead"
         shutil.copytree(setup["run"], run)
         shutil.rmtree(run / "peak")
-    elif case == "window":
-        extra = ["--preset", "subject"]  # a 48³ preset asked of a model trained on 32³
     elif case == "deep":
         target = [target[0], target[1], target[2] - 14.0]  # deep in the head: below the model's grid
     elif case == "unreachable":
         target = [target[0] + 6.0, target[1], target[2]]
-        extra = ["--max-tilt-deg", "0.5"]  # no scalp normal points at this target this exactly
-    result = _cli("--ct", str(setup["ct"]), "--target", *map(str, target), "--optimize", "--model", str(run),
-                  "--out", str(tmp_path / "out"), *extra)
-    assert result.returncode != 0
-    assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        extra = {"max_tilt_deg": 0.5}  # no scalp normal points at this target this exactly
+    with pytest.raises(ValueError) as info:
+        plan(PlanRequest(ct=str(setup["ct"]), target_mm=target, model=str(run), out_dir=str(tmp_path / "out"),
+                         **extra))
+    assert expected in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "out" / "plan.json").exists()
+
+
+def test_plan_cli_bad_input_exits_with_one_line(setup, tmp_path):
+    result = _cli("--ct", str(setup["ct"]), "--target", *map(str, setup["target"]), "--optimize", "--model",
+                  str(setup["run"]), "--preset", "subject", "--out", str(tmp_path / "out"))
+    assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "not the (48, 48, 48) asked" in result.stderr and not (tmp_path / "out").exists()
 
 
 def test_prediction_carries_pressure_in_pa(setup, tmp_path):
