@@ -175,12 +175,23 @@ def _window_reason(volume: Volume, scalp: _Scalp, bowl: Bowl, target, affine, sh
     return None
 
 
+def _rim_height_mm(tr) -> float:
+    """Depth of the bowl's rim plane below its apex (mm)."""
+    return tr.roc_mm - np.sqrt(max(tr.roc_mm ** 2 - (tr.aperture_mm / 2) ** 2, 0.0))
+
+
+def _upper_scalp(scalp: _Scalp) -> np.ndarray:
+    """Scalp points on the upper part of the head with a normal not pointing down (module docstring, 4)."""
+    z, zc = scalp.points_mm[:, 2], scalp.centroid_mm[2]
+    return (z >= zc + UPPER_FRACTION * (z.max() - zc)) & (scalp.normals[:, 2] > -0.1)
+
+
 def _try(volume, scalp, point, normal, target, config, grid=None) -> Placement | str:
     """A placement at a scalp point, or the reason why there is none."""
     from tfus.sim.transducers import exit_plane_depth_mm  # noqa: PLC0415
 
     tr = config.transducer
-    depth = tr.roc_mm - np.sqrt(max(tr.roc_mm ** 2 - (tr.aperture_mm / 2) ** 2, 0.0))  # rim height
+    depth = _rim_height_mm(tr)
     focal_distance = None
     if tr.is_array:  # the exit plane on the scalp (with the stand-off)
         exit_depth = exit_plane_depth_mm(tr.roc_mm, tr.aperture_mm, tr.exit_plane_to_focus_mm)
@@ -230,7 +241,7 @@ def _tilted_focus(point: np.ndarray, normal: np.ndarray, config, rng: np.random.
     tr = config.transducer
     if tr.is_array:
         raise ValueError("`aim_tilt_deg` applies to single bowls; aim an array with explicit targets")
-    depth = tr.roc_mm - np.sqrt(max(tr.roc_mm ** 2 - (tr.aperture_mm / 2) ** 2, 0.0))
+    depth = _rim_height_mm(tr)
     apex = point + (config.standoff_mm + depth) * normal
     cos_t = rng.uniform(np.cos(np.radians(config.aim_tilt_deg)), 1.0)  # uniform over the cone's solid angle
     phi = rng.uniform(0.0, 2 * np.pi)
@@ -257,8 +268,7 @@ def plan_placements(volume: Volume, n: int, seed: int, config, targets_mm=None,
         raise ValueError(f"`seed` must be a non-negative integer, got {seed}")
     targets = None if targets_mm is None else [np.asarray(t, dtype=float).reshape(3) for t in targets_mm]
     scalp = find_scalp(volume)
-    z, zc = scalp.points_mm[:, 2], scalp.centroid_mm[2]
-    upper = (z >= zc + UPPER_FRACTION * (z.max() - zc)) & (scalp.normals[:, 2] > -0.1)
+    upper = _upper_scalp(scalp)
     grid = None
     if config.grid == "subject":  # one fixed window: only the scalp inside it can carry the bowl
         # the scalp's mask is coupling.find_head's (same 2 mm grid, same head_from_hu): not computed twice
@@ -335,8 +345,7 @@ def candidate_placements(volume: Volume, target_mm, n: int, config, seed: int = 
     target = np.asarray(target_mm, dtype=float).reshape(3)
     scalp = check_target(volume, target)
     tr = config.transducer
-    z, zc = scalp.points_mm[:, 2], scalp.centroid_mm[2]
-    ok = (z >= zc + UPPER_FRACTION * (z.max() - zc)) & (scalp.normals[:, 2] > -0.1)
+    ok = _upper_scalp(scalp)
     grid = None
     if config.grid == "subject":
         grid = subject_grid(volume, config, HeadMask(scalp.mask, scalp.affine))
@@ -349,7 +358,7 @@ def candidate_placements(volume: Volume, target_mm, n: int, config, seed: int = 
     cos_tilt = -(inward * scalp.normals).sum(axis=1) / np.maximum(dist, 1e-9)
     ok &= cos_tilt >= np.cos(np.radians(max_tilt_deg))
     if not tr.is_array:
-        depth = tr.roc_mm - np.sqrt(max(tr.roc_mm ** 2 - (tr.aperture_mm / 2) ** 2, 0.0))
+        depth = _rim_height_mm(tr)
         apex = scalp.points_mm + (config.standoff_mm + depth) * scalp.normals
         near, far = reach_mm(config)
         d = np.linalg.norm(apex - target, axis=1)
