@@ -37,6 +37,7 @@ class DemoConfig:
     model_config: str = "deeptfus-tiny"
     epochs: int = 30
     seed: int = 0
+    prior: bool = True  # the network corrects the free-field beam (tfus train --prior)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -165,7 +166,7 @@ def _query(cfg: DemoConfig) -> dict:
 
 def _train(cfg: DemoConfig) -> None:
     tfus("train", "--store", cfg.store, "--config", cfg.model_config, "--out", cfg.run_dir,
-         "--epochs", cfg.epochs)
+         "--epochs", cfg.epochs, *(["--prior"] if cfg.prior else []))
 
 
 def _evaluate(cfg: DemoConfig) -> dict:

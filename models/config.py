@@ -52,6 +52,8 @@ class ModelConfig:
     drive_features: bool = True   # each point also carries its ring's drive (a·cos φ, a·sin φ): steering
     mask_channel: bool = False    # the rasterised transducer points as a second input channel besides the
                                   # conditioning (the plain U-Net always has it)
+    prior: bool = False           # the transducer's free-field beam (sim.beam_prior) as an input channel, and
+                                  # the output a correction to it: untrained, the network is the free field
 
     def __post_init__(self) -> None:
         for name in ("attention_levels", "dynamic_levels"):
@@ -64,7 +66,7 @@ class ModelConfig:
             _positive_int(name, getattr(self, name))
         _positive_int("n_fourier", self.n_fourier, minimum=0)
         for name in ("dynamic_conv", "cross_attention", "bidirectional", "film", "conditioning", "drive_features",
-                     "mask_channel"):
+                     "mask_channel", "prior"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
         if self.depth > 6:
@@ -107,6 +109,11 @@ class ModelConfig:
         return self.mask_channel or not self.conditioning
 
     @property
+    def in_channels(self) -> int:
+        """CT, [transducer mask], [free-field prior]."""
+        return 1 + int(self.uses_mask) + int(self.prior)
+
+    @property
     def divisor(self) -> int:
         """Spatial input dims must be multiples of this."""
         return 2 ** self.depth
@@ -115,8 +122,9 @@ class ModelConfig:
         d = dataclasses.asdict(self)
         d["attention_levels"] = list(self.attention_levels)
         d["dynamic_levels"] = None if self.dynamic_levels is None else list(self.dynamic_levels)
-        if not d["mask_channel"]:
-            d.pop("mask_channel")  # configs (and run hashes) from before the option stay as they were
+        for name in ("mask_channel", "prior"):
+            if not d[name]:
+                d.pop(name)  # configs (and run hashes) from before the option stay as they were
         return d
 
     @classmethod

@@ -2,7 +2,9 @@
 
 Each item: ``ct`` (1, X, Y, Z) float32 in [0, 1] (CT [0, 2000] HU → [0, 1], clipped), ``points`` (P, 3)
 float32 transducer points scaled to [−1, 1] per axis, ``target`` (1, X, Y, Z) float32 = log(1 + p/max p),
-``index`` (int, position in the dataset's id list). Augmentation (training only) flips axes of CT, field and
+``index`` (int, position in the dataset's id list), and with a free-field prior (``ModelConfig.prior``)
+``prior`` (1, X, Y, Z) float32 = log(1 + A/max A) of the transducer's free-field beam A (``prior_channel``).
+Augmentation (training only) flips axes of CT, field and
 points together, so the transducer stays consistent with the field.
 """
 
@@ -73,21 +75,58 @@ def subsample_points(points: np.ndarray, n: int, rng: np.random.Generator | None
     return points[idx]
 
 
-def flip_sample(ct: np.ndarray, target: np.ndarray, points: np.ndarray, axes: Sequence[int]):
-    """Flip spatial ``axes`` of (X, Y, Z) arrays and the matching coordinate of points in [−1, 1] (the
-    first three columns; a drive column is not a coordinate)."""
+def flip_sample(ct: np.ndarray, target: np.ndarray, points: np.ndarray, axes: Sequence[int], *others: np.ndarray):
+    """Flip spatial ``axes`` of (X, Y, Z) arrays (``ct``, ``target`` and any ``others``) and the matching
+    coordinate of points in [−1, 1] (the first three columns; a drive column is not a coordinate)."""
     if not axes:
-        return ct, target, points
+        return (ct, target, points, *others)
     points = points.copy()
     for a in axes:
         points[:, a] = -points[:, a]
-    return np.flip(ct, axes).copy(), np.flip(target, axes).copy(), points
+    flipped = [np.flip(x, axes).copy() for x in (ct, target, *others)]
+    return (flipped[0], flipped[1], points, *flipped[2:])
+
+
+def store_spacing_mm(spacing) -> float:
+    """The isotropic spacing (mm) of a store's or run's ``spacing_mm`` attribute (a number or three)."""
+    values = np.atleast_1d(np.asarray(spacing, dtype=np.float64))
+    if values.size not in (1, 3) or not np.all(values > 0) or not np.allclose(values, values[0]):
+        raise ValueError(f"the free-field prior needs an isotropic positive spacing, got {spacing!r}")
+    return float(values[0])
+
+
+def beam_template(sim_config, shape: Sequence[int], spacing_mm):
+    """The free-field template (``sim.beam_prior``) of the transducer in ``sim_config`` (a dict as stored in
+    the store's attributes and the run config) for windows of ``shape`` at ``spacing_mm``."""
+    from tfus.sim.beam_prior import template_for  # noqa: PLC0415
+    from tfus.sim.config import SimConfig  # noqa: PLC0415
+
+    if not sim_config:
+        raise ValueError("the free-field prior needs the simulation config (sim_config) of the dataset")
+    if isinstance(sim_config, str):
+        import json  # noqa: PLC0415
+        sim_config = json.loads(sim_config)
+    if not shape:
+        raise ValueError("the free-field prior needs a fixed window shape (a store of windows, not whole CTs)")
+    return template_for(SimConfig.from_dict(sim_config).transducer, tuple(int(n) for n in shape),
+                        store_spacing_mm(spacing_mm))
+
+
+def prior_channel(template, points_vox: np.ndarray, shape: Sequence[int], spacing_mm: float) -> np.ndarray:
+    """log(1 + A/max A) (float32, ``shape``) of the free-field beam A of the transducer at ``points_vox``."""
+    from tfus.sim.beam_prior import free_field_prior  # noqa: PLC0415
+
+    amplitude = free_field_prior(template, points_vox, tuple(shape), float(spacing_mm))
+    if not amplitude.max() > 0:
+        raise ValueError("the transducer's free-field beam does not reach the window; check the placement")
+    return np.log1p(amplitude / amplitude.max()).astype(np.float32)
 
 
 class StoreDataset(Dataset):
     """Complete samples of one split of the store at ``url`` (wraps ``storage.SampleReader``)."""
 
-    def __init__(self, url: str, split: str, n_points: int, augment: bool = False, seed: int = 0):
+    def __init__(self, url: str, split: str, n_points: int, augment: bool = False, seed: int = 0,
+                 prior: bool = False):
         from tfus import storage
         self.url, self.split, self.n_points = str(url), split, int(n_points)
         self.augment, self.seed = augment, seed
@@ -95,6 +134,11 @@ class StoreDataset(Dataset):
         self.sample_ids = list(self.reader.sample_ids)
         if not self.sample_ids:
             raise ValueError(f"store {self.url} has no complete samples in split {split!r}")
+        self.template = self.spacing_mm = None
+        if prior:
+            attrs = storage.open_dataset(url).attrs
+            self.spacing_mm = store_spacing_mm(attrs.get("spacing_mm"))
+            self.template = beam_template(attrs.get("sim_config"), attrs.get("window_shape"), self.spacing_mm)
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -108,13 +152,22 @@ class StoreDataset(Dataset):
         return (normalise_ct(s["ct_hu"]), normalise_pressure(s["pressure_pa"], f"sample {sid} pressure"),
                 encode_transducer(s["transducer_points"], s.get("transducer_drive"), shape), s)
 
+    def prior(self, s: dict) -> np.ndarray:
+        """The free-field prior channel of a sample dict from ``load``."""
+        return prior_channel(self.template, s["transducer_points"], s["ct_hu"].shape, self.spacing_mm)
+
     def __getitem__(self, i: int) -> dict:
-        ct, target, points, _ = self.load(i)
+        ct, target, points, s = self.load(i)
+        extra = [self.prior(s)] if self.template is not None else []
         rng = None
         if self.augment:
             rng = np.random.default_rng([self.seed, i, int(torch.randint(0, 2 ** 31, ()).item())])
-            ct, target, points = flip_sample(ct, target, points, [a for a in range(3) if rng.random() < 0.5])
+            ct, target, points, *extra = flip_sample(ct, target, points,
+                                                     [a for a in range(3) if rng.random() < 0.5], *extra)
         points = subsample_points(points, self.n_points, rng)
-        return {"ct": torch.from_numpy(np.ascontiguousarray(ct[None])),
+        item = {"ct": torch.from_numpy(np.ascontiguousarray(ct[None])),
                 "target": torch.from_numpy(np.ascontiguousarray(target[None])),
                 "points": torch.from_numpy(points), "index": i}
+        if extra:
+            item["prior"] = torch.from_numpy(np.ascontiguousarray(extra[0][None]))
+        return item

@@ -11,6 +11,10 @@ is linear in the voxel count because z_T gives only ``n_tokens`` keys.
 With ``config.conditioning=False`` the network is the plain U-Net baseline: no transducer encoder, and the
 points are rasterised into a binary mask that enters as a second input channel. ``config.mask_channel`` gives
 the conditioned network that channel too (conditioning on top of the mask).
+
+With ``config.prior`` a third input ``prior`` (B, 1, X, Y, Z) — the transducer's free-field beam in the same
+normalised form (``models.data.prior_channel``) — enters as a channel, and the output is that prior plus the
+network's correction; the last layer starts at zero, so an untrained network returns the free field.
 """
 
 from __future__ import annotations
@@ -220,10 +224,13 @@ class DeepTFUS(nn.Module):
         self.down = self._build_encoder()
         self.up = self._build_decoder()
         self.head = Conv3d(config.width(0), 1, 1)
+        if config.prior:  # start as the free field: the correction is learnt from zero
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     def _build_encoder(self) -> nn.ModuleList:
         cfg = self.config
-        c_in = 2 if cfg.uses_mask else 1
+        c_in = cfg.in_channels
         stages = []
         for level in range(cfg.depth + 1):  # the last one is the bottleneck
             attention = cfg.cross_attention and level in cfg.attention_levels
@@ -236,7 +243,7 @@ class DeepTFUS(nn.Module):
         return nn.ModuleList([DecoderStage(cfg.width(level + 1), cfg.width(level), cfg)
                               for level in reversed(range(cfg.depth))])
 
-    def check_input(self, ct: torch.Tensor, points: torch.Tensor) -> None:
+    def check_input(self, ct: torch.Tensor, points: torch.Tensor, prior: torch.Tensor | None = None) -> None:
         if ct.ndim != 5 or ct.shape[1] != 1:
             raise ValueError(f"ct must have shape (B, 1, X, Y, Z), got {tuple(ct.shape)}")
         if any(n % self.config.divisor for n in ct.shape[2:]):
@@ -245,13 +252,20 @@ class DeepTFUS(nn.Module):
         if points.ndim != 3 or points.shape[-1] not in (3, 5) or points.shape[0] != ct.shape[0] or points.shape[1] < 1:
             raise ValueError(f"points must have shape (B, P, 3) or (B, P, 5) (with the drive) with B = "
                              f"{ct.shape[0]}, got {tuple(points.shape)}")
+        if self.config.prior and (prior is None or tuple(prior.shape) != tuple(ct.shape)):
+            got = None if prior is None else tuple(prior.shape)
+            raise ValueError(f"this model corrects the free-field prior: `prior` must have the CT's shape "
+                             f"{tuple(ct.shape)}, got {got}")
 
-    def forward(self, ct: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        self.check_input(ct, points)
+    def forward(self, ct: torch.Tensor, points: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_input(ct, points, prior)
         z = self.encoder(points.float()) if self.encoder is not None else None
-        h = ct
+        channels = [ct]
         if self.config.uses_mask:
-            h = torch.cat([ct, points_to_mask(points[..., :3], tuple(ct.shape[2:])).to(ct.dtype)], dim=1)
+            channels.append(points_to_mask(points[..., :3], tuple(ct.shape[2:])).to(ct.dtype))
+        if self.config.prior:
+            channels.append(prior.to(ct.dtype))
+        h = torch.cat(channels, dim=1) if len(channels) > 1 else ct
         skips = []
         for level, stage in enumerate(self.down):
             h = stage(h, z)
@@ -260,7 +274,8 @@ class DeepTFUS(nn.Module):
                 h = F.avg_pool3d(h, 2)
         for stage, skip in zip(self.up, reversed(skips)):
             h = stage(h, skip, z)
-        return self.head(h)
+        out = self.head(h)
+        return out + prior.to(out.dtype) if self.config.prior else out
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -28,7 +28,8 @@ import torch
 
 from tfus.models import checkpoint
 from tfus.models.config import ModelConfig
-from tfus.models.data import encode_transducer, normalise_ct, subsample_points
+from tfus.models.data import (beam_template, encode_transducer, normalise_ct, prior_channel, store_spacing_mm,
+                              subsample_points)
 from tfus.models.metrics import focal_mask_6db, focal_point_vox
 from tfus.models.network import DeepTFUS
 from tfus.models.peak import PeakModel, mechanical_index, peak_inputs
@@ -45,6 +46,17 @@ class Predictor:
         self.window_shape = tuple(run_config.get("window_shape") or ()) or None
         self.model_id = run_config.get("model_id", self.config.name)
         self.config_hash = run_config.get("config_hash", "")
+        self.template = self.spacing_mm = None
+        if self.config.prior:  # the free-field beam the network corrects (a Rayleigh table, ~2 s once)
+            self.spacing_mm = store_spacing_mm(run_config.get("spacing_mm"))
+            self.template = beam_template(self.sim_config, self.window_shape, self.spacing_mm)
+
+    def _prior(self, points_vox: list, shape) -> torch.Tensor | None:
+        """(N, 1, X, Y, Z) free-field priors of the placements, or None for a model without one."""
+        if self.template is None:
+            return None
+        return torch.from_numpy(np.stack([prior_channel(self.template, p, shape, self.spacing_mm)
+                                          for p in points_vox])[:, None]).to(self.device)
 
     @classmethod
     def from_run(cls, run_dir, device: str = "auto") -> "Predictor":
@@ -82,8 +94,9 @@ class Predictor:
         points = subsample_points(encode_transducer(points_vox, drive, ct_hu.shape), self.config.n_points)
         ct = torch.from_numpy(normalise_ct(ct_hu)[None, None]).to(self.device)
         pts = torch.from_numpy(points[None]).to(self.device)
+        prior = self._prior([points_vox], ct_hu.shape)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            out = self.model(ct, pts)
+            out = self.model(ct, pts, prior)
         return out[0, 0].float().cpu().numpy()
 
     @torch.no_grad()
@@ -98,8 +111,9 @@ class Predictor:
             chunk = [subsample_points(encode_transducer(p, d, ct_hu.shape), self.config.n_points)
                      for p, d in zip(points_vox[i:i + batch_size], drives[i:i + batch_size])]
             pts = torch.from_numpy(np.stack(chunk)).to(self.device)
+            prior = self._prior(points_vox[i:i + batch_size], ct_hu.shape)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                y = self.model(ct.expand(len(chunk), -1, -1, -1, -1), pts)
+                y = self.model(ct.expand(len(chunk), -1, -1, -1, -1), pts, prior)
             out.append(y[:, 0].float().cpu().numpy())
         return np.concatenate(out)
 

@@ -101,8 +101,9 @@ def train_epoch(model, loader, optimizer, loss_fn, tc: TrainConfig, device, bar)
     total, count = 0.0, 0
     for batch in loader:
         ct, points, target = (batch[k].to(device, non_blocking=True) for k in ("ct", "points", "target"))
+        prior = batch["prior"].to(device, non_blocking=True) if "prior" in batch else None
         with _autocast(device, tc):
-            pred = model(ct, points)
+            pred = model(ct, points, prior)
         loss = loss_fn(pred, target)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became non-finite ({loss.item()}); lower `lr`")
@@ -123,8 +124,9 @@ def validate(model, loader, loss_fn, tc: TrainConfig, device, spacing_mm) -> dic
     losses, rows = [], []
     for batch in loader:
         ct, points, target = (batch[k].to(device) for k in ("ct", "points", "target"))
+        prior = batch["prior"].to(device) if "prior" in batch else None
         with _autocast(device, tc):
-            pred = model(ct, points)
+            pred = model(ct, points, prior)
         pred = pred.float()
         losses.append(loss_fn(pred, target).item() * len(ct))
         for p, t in zip(pred.cpu().numpy(), target.cpu().numpy()):
@@ -224,8 +226,9 @@ def train(store_url: str, model_config: ModelConfig, out_dir, train_config: Trai
     _prepare_run(out, config)
     device = pick_device(tc.device)
     model, optimizer, scheduler, state = _restore(out, model_config, tc, device)
-    datasets = (StoreDataset(store_url, "train", model_config.n_points, augment=tc.flips, seed=tc.seed),
-                None if tc.no_val else StoreDataset(store_url, "val", model_config.n_points))
+    datasets = (StoreDataset(store_url, "train", model_config.n_points, augment=tc.flips, seed=tc.seed,
+                             prior=model_config.prior),
+                None if tc.no_val else StoreDataset(store_url, "val", model_config.n_points, prior=model_config.prior))
     loss_fn = CompositeLoss.from_train_config(tc)
     for epoch in range(state["epoch"], tc.epochs):
         row = _epoch(epoch, model, optimizer, datasets, loss_fn, tc, device, attrs.get("spacing_mm", 1.0),
@@ -249,10 +252,10 @@ def train(store_url: str, model_config: ModelConfig, out_dir, train_config: Trai
 
 
 def train_named(store_url: str, model_name: str, out_dir, baseline: bool = False, progress: bool = True,
-                mask_channel: bool = False, **train_overrides) -> dict:
+                mask_channel: bool = False, prior: bool = False, **train_overrides) -> dict:
     """``train`` with a model preset by name (``baseline``: its unet_plain twin; ``mask_channel``: the
-    conditioned network with the transducer-mask channel too) and TrainConfig overrides (None values keep the
-    defaults)."""
+    conditioned network with the transducer-mask channel too; ``prior``: correcting the free-field beam) and
+    TrainConfig overrides (None values keep the defaults)."""
     from tfus.models.config import get_model_config, plain_unet_config  # noqa: PLC0415
 
     if baseline and mask_channel:
@@ -260,5 +263,7 @@ def train_named(store_url: str, model_name: str, out_dir, baseline: bool = False
     model_config = get_model_config(model_name, **({"mask_channel": True} if mask_channel else {}))
     if baseline:
         model_config = plain_unet_config(model_config)
+    if prior:
+        model_config = model_config.replace(prior=True)
     changes = {k: v for k, v in train_overrides.items() if v is not None}
     return train(store_url, model_config, out_dir, TrainConfig(**changes), progress=progress)

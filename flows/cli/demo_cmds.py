@@ -14,6 +14,8 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=2, help="Dask workers (default 2)")
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-prior", action="store_true",
+                   help="train the network without the free-field prior (it then starts from nothing)")
     p.set_defaults(handler=_run)
 
 
@@ -21,7 +23,8 @@ def _run(args) -> int:
     from tfus.flows.demo import DemoConfig, run_demo  # noqa: PLC0415
 
     cfg = DemoConfig(out_dir=args.out, subjects=args.subjects, placements=args.placements, preset=args.preset,
-                     workers=args.workers, epochs=args.epochs, seed=args.seed)
+                     workers=args.workers, epochs=args.epochs, seed=args.seed,
+                     prior=not args.no_prior)
     report = run_demo(cfg)
     print(f"\nreport: {report}")
     return 0

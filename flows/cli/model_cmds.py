@@ -19,6 +19,9 @@ def register(subparsers) -> None:
                    help="train the unet_plain baseline (no conditioning, transducer-mask channel)")
     p.add_argument("--mask-channel", action="store_true",
                    help="give the conditioned network the transducer-mask input channel too (the baseline has it)")
+    p.add_argument("--prior", action="store_true",
+                   help="correct the transducer's free-field beam (an input channel and the starting output: the "
+                        "untrained network is the free field); works with --baseline too")
     p.add_argument("--no-val", action="store_true",
                    help="train without a validation split (e.g. fewer than 3 subjects); the last epoch is kept")
     p.add_argument("--no-progress", action="store_true")
@@ -63,7 +66,7 @@ def register(subparsers) -> None:
 def _train(args) -> int:
     from tfus.models.train import train_named
     summary = train_named(args.store, args.config, args.out, baseline=args.baseline, mask_channel=args.mask_channel,
-                          progress=not args.no_progress, epochs=args.epochs, batch_size=args.batch_size,
+                          prior=args.prior, progress=not args.no_progress, epochs=args.epochs, batch_size=args.batch_size,
                           lr=args.lr, num_workers=args.workers, device=args.device,
                           no_val=True if args.no_val else None)
     summary.pop("history")
