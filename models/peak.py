@@ -33,6 +33,7 @@ from torch import nn
 
 from tfus.models import checkpoint
 from tfus.models.data import normalise_ct
+from tfus.sim.beam_prior import sphere_centre
 
 PEAK_DIR = "peak"
 OUTPUTS = ("max", "focus")  # order of PeakNet's two outputs
@@ -81,15 +82,6 @@ class PeakConfig:
         if unknown:
             raise ValueError(f"unknown PeakConfig fields: {unknown}")
         return cls(**d)
-
-
-def sphere_centre(points_vox: np.ndarray) -> np.ndarray:
-    """Least-squares centre of the sphere through the bowl's points (voxel coordinates)."""
-    p = np.asarray(points_vox, dtype=np.float64)
-    a = np.hstack([2 * p, np.ones((len(p), 1))])
-    b = (p ** 2).sum(axis=1)
-    solution, *_ = np.linalg.lstsq(a, b, rcond=None)
-    return solution[:3]
 
 
 def ray_channel(points_vox: np.ndarray, shape) -> np.ndarray:

@@ -127,14 +127,20 @@ def template_for(transducer, shape, spacing_mm: float) -> BeamTemplate:
     return _cached_template(transducer, round(window_reach_mm(shape, spacing_mm), 3), float(spacing_mm) / 2)
 
 
+def sphere_centre(points: np.ndarray) -> np.ndarray:
+    """Least-squares centre of the sphere through points on the cap (the bowl's geometric focus)."""
+    p = np.asarray(points, dtype=np.float64)
+    a = np.hstack([2 * p, np.ones((len(p), 1))])
+    return np.linalg.lstsq(a, (p ** 2).sum(axis=1), rcond=None)[0][:3]
+
+
 def pose_from_points(points_vox: np.ndarray, roc_vox: float) -> tuple[np.ndarray, np.ndarray]:
     """(apex, unit axis) in voxel coordinates from points on the cap: the least-squares sphere centre is the
     geometric focus, the points' centroid lies on the axis between apex and focus."""
     p = np.asarray(points_vox, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 3 or len(p) < 4 or not np.isfinite(p).all():
         raise ValueError(f"transducer points must be finite with shape (P >= 4, 3), got {p.shape}")
-    a = np.hstack([2 * p, np.ones((len(p), 1))])
-    centre = np.linalg.lstsq(a, (p ** 2).sum(axis=1), rcond=None)[0][:3]
+    centre = sphere_centre(p)
     axis = centre - p.mean(axis=0)
     norm = float(np.linalg.norm(axis))
     if norm < 1e-9:
