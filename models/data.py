@@ -108,8 +108,8 @@ def beam_template(sim_config, shape: Sequence[int], spacing_mm):
         sim_config = json.loads(sim_config)
     if not shape:
         raise ValueError("the free-field prior needs a fixed window shape (a store of windows, not whole CTs)")
-    return template_for(SimConfig.from_dict(sim_config).transducer, tuple(int(n) for n in shape),
-                        store_spacing_mm(spacing_mm))
+    config = SimConfig.from_dict(sim_config)
+    return template_for(config.transducer, tuple(int(n) for n in shape), store_spacing_mm(spacing_mm), config.grid)
 
 
 def prior_channel(template, points_vox: np.ndarray, shape: Sequence[int], spacing_mm: float) -> np.ndarray:

@@ -28,7 +28,7 @@ def _bowl_store(path, n_subjects=6, per_subject=2, seed=0) -> str:
     s = cfg.spacing_mm
     ds = storage.create_dataset(str(path), storage.DatasetSpec(SHAPE, s, 128), {"sim_config": cfg.to_dict()})
     affine = axis_aligned_affine(np.zeros(3), s)
-    template = template_for(cfg.transducer, SHAPE, s)
+    template = template_for(cfg.transducer, SHAPE, s, cfg.grid)
     rng = np.random.default_rng(seed)
     splits = ("train", "train", "train", "train", "val", "test")
     records, arrays = [], {}

@@ -67,3 +67,18 @@ def test_placed_prior_matches_the_solver_in_water():
     assert np.linalg.norm(a - b) / np.linalg.norm(b) < 0.05
     assert abs(prior.max() / sim.max() - 1) < 0.03
     assert np.abs(np.subtract(np.unravel_index(prior.argmax(), shape), np.unravel_index(sim.argmax(), shape))).max() <= 1
+
+
+@pytest.mark.parametrize("preset", ["test", "demo", "practice"])
+def test_reach_covers_every_voxel_of_a_beam_window(preset):
+    """A beam-centred window (sim.window.plan_window) lies inside the table's reach from the apex."""
+    from tfus.sim.ingest import Volume
+    from tfus.sim.window import plan_window
+
+    cfg = get_preset(preset)
+    vol = Volume(np.zeros((200, 200, 200), np.float32), axis_aligned_affine(np.full(3, -150.0), 1.5))
+    affine, shape, bowl = plan_window(vol, (3.3, -7.1, 40.2), (10.0, 5.0, -2.0), cfg)
+    corners = np.array([[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
+    corners_mm = corners @ affine[:3, :3].T + affine[:3, 3]
+    far = np.linalg.norm(corners_mm - np.asarray(bowl.apex_mm), axis=1).max()
+    assert far <= bp.window_reach_mm(shape, cfg.spacing_mm, cfg.transducer.roc_mm, "beam")
