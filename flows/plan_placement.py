@@ -9,7 +9,9 @@
    to the target, the head's focal pressure and the mechanical index.
 3. Ranking: by predicted pressure at the target (highest first); the focus distance is reported beside it.
 4. ``verify`` K: the top K are simulated with the k-Wave solver on the same grid; rows then carry simulated
-   pressure at the target and focus distance next to the predicted ones.
+   pressure at the target and focus distance next to the predicted ones, and the plan's pick is the verified
+   candidate with the highest *simulated* pressure at the target (the model shortlists, the solver decides;
+   without verification the pick is the model's first).
 
 Outputs (``out_dir``): ``ranking.csv``, ``plan.json`` (request, timings, the pick, the rows), ``pick_pressure_pa.nii.gz``
 (the pick's predicted field in Pa) and ``ranking.png`` (candidates over the head, coloured by predicted pressure).
@@ -199,6 +201,13 @@ def verify_rows(rows: list[dict], windows: list, config, k: int, progress: bool 
     return time.perf_counter() - t0
 
 
+def choose_pick(rows: list[dict], verified: int) -> int:
+    """Index of the plan's pick: among the ``verified`` first rows the highest simulated pressure at the target,
+    else the model's first."""
+    done = [i for i, r in enumerate(rows[:verified]) if r.get("sim_pressure_at_target_pa") is not None]
+    return max(done, key=lambda i: rows[i]["sim_pressure_at_target_pa"]) if done else 0
+
+
 def write_csv(path: Path, rows: list[dict]) -> None:
     def cell(v):
         if v is None:
@@ -281,19 +290,22 @@ def plan(request: PlanRequest, default_name: str | None = None, progress: bool =
                                                          request.candidates, request.seed, request.max_tilt_deg)
     verify_s = verify_rows(rows, windows, config, request.verify, progress) if request.verify else 0.0
     per_sim = (sum(r["sim_runtime_s"] for r in rows[:request.verify]) / request.verify) if request.verify else None
+    pick = choose_pick(rows, request.verify)
     summary = {
         "ct": request.ct, "target_mm": list(request.target_mm), "model_dir": str(run),
         "model_id": predictor.model_id, "frequency_hz": predictor.frequency_hz, "grid": config.grid,
         "window_shape": list(windows[0].shape), "n_candidates": len(rows), "n_asked": request.candidates,
         "verified": request.verify, "ranked_by": "predicted pressure at the target (Pa), highest first",
+        "picked_by": ("the highest simulated pressure at the target among the verified candidates" if request.verify
+                      else "the model's ranking (no candidate verified)"),
         "source_amplitude_pa": config.transducer.amplitude_pa,
         "timings_s": {**timings, "verify_s": verify_s, "total_s": time.perf_counter() - t0,
                       "per_simulation_s": per_sim},
-        "pick": rows[0], "rows": rows, "out_dir": str(out)}
+        "pick": rows[pick], "model_pick": rows[0], "rows": rows, "out_dir": str(out)}
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "ranking.csv", rows)
     plot_ranking(out / "ranking.png", volume, rows, request.target_mm)
-    write_outputs(out, {"pick_pressure_pa.nii.gz": pressures[0]}, windows[0].affine, summary, name="plan.json")
+    write_outputs(out, {"pick_pressure_pa.nii.gz": pressures[pick]}, windows[pick].affine, summary, name="plan.json")
     return summary
 
 

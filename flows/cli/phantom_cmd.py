@@ -93,6 +93,8 @@ def _optimize(args: argparse.Namespace) -> int:
           f"({t['per_candidate_inference_s'] * 1e3:.0f} ms each)"
           + (f"; {args.verify} verified by simulation in {t['verify_s']:.0f} s" if args.verify else "")
           + f"; outputs in {summary['out_dir']}")
+    pick = summary["pick"]
+    print(f"pick: rank {pick['rank']} at {' '.join(f'{v:.1f}' for v in pick['position_mm'])} mm ({summary['picked_by']})")
     return 0
 
 

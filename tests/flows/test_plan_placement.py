@@ -52,7 +52,8 @@ def test_plan_ranks_candidates_and_verifies_the_top_one(setup, tmp_path):
     with open(out / "ranking.csv") as fh:
         table = list(csv.DictReader(fh))
     assert len(table) == 5 and float(table[0]["sim_pressure_at_target_pa"]) > 0 and table[1]["sim_runtime_s"] == ""
-    assert json.loads((out / "plan.json").read_text())["pick"]["rank"] == 1
+    plan_json = json.loads((out / "plan.json").read_text())
+    assert plan_json["pick"]["rank"] == 1 and plan_json["model_pick"]["rank"] == 1  # one verified: the model's first
     assert (out / "ranking.png").stat().st_size > 10_000
     assert summary["timings_s"]["per_candidate_inference_s"] > 0
 
@@ -157,3 +158,14 @@ def test_prediction_carries_pressure_in_pa(setup, tmp_path):
     np.testing.assert_allclose(pa / pa.max(), np.maximum(np.expm1(norm), 0) / np.expm1(norm).max(), atol=1e-5)
     assert summary["mechanical_index"] == pytest.approx(summary["peak_pressure_pa"] / 1e6 / np.sqrt(0.2))
     assert summary["source_amplitude_pa"] == helpers.sim_config().transducer.amplitude_pa
+
+
+def test_the_pick_after_verification_is_the_best_simulated():
+    from tfus.flows.plan_placement import choose_pick
+
+    rows = [{"rank": 1, "sim_pressure_at_target_pa": 80e3}, {"rank": 2, "sim_pressure_at_target_pa": 95e3},
+            {"rank": 3, "sim_pressure_at_target_pa": 90e3}, {"rank": 4}]
+    assert choose_pick(rows, 3) == 1          # the solver decides among the shortlist
+    assert choose_pick(rows, 1) == 0
+    assert choose_pick(rows, 0) == 0          # no verification: the model's first
+    assert choose_pick([{"rank": 1}, {"rank": 2}], 2) == 0
