@@ -50,19 +50,29 @@ def _simulate(args):
 
 
 def _reused(previous: list[dict], old_predictor, volume, subject, target, config, n, rows) -> list[tuple]:
-    """The earlier run's simulations of this case's candidates, matched by apex position. The earlier model
-    re-scores the case to recover its ranking (the stored order); its predictions must reproduce to 0.1 %."""
+    """The earlier run's simulations of this case's candidates, matched by apex position: stored with the case
+    (``position_mm``), or — for runs that did not store them — recovered by re-scoring the case with the
+    earlier model (its stored order; its predictions must reproduce to 0.1 %)."""
     from tfus.flows.plan_placement import score_candidates
     case = next((c for c in previous if c["subject"] == subject and np.allclose(c["target_mm"], target, atol=1e-3)),
                 None)
     if case is None:
         raise SystemExit(f"--reuse-sims has no case for {subject} {target}")
-    old_rows, *_ = score_candidates(old_predictor, volume, target, config, n)
-    old_pred = np.array([r["pressure_at_target_pa"] for r in old_rows]) / 1e3
-    if len(old_rows) != case["n"] or not np.allclose(old_pred, case["pred_kpa"], rtol=1e-3):
-        raise SystemExit(f"--reuse-sims: the earlier model's scores of {subject} do not reproduce")
-    by_position = {tuple(np.round(r["position_mm"], 3)): (case["sim_kpa"][i] * 1e3, case["sim_focus_distance_mm"][i],
-                                                         float("nan")) for i, r in enumerate(old_rows)}
+    if "position_mm" in case:
+        positions = case["position_mm"]
+    else:
+        if old_predictor is None:
+            raise SystemExit("--reuse-sims: this earlier run stored no candidate positions; pass --reuse-model")
+        old_rows, *_ = score_candidates(old_predictor, volume, target, config, n)
+        old_pred = np.array([r["pressure_at_target_pa"] for r in old_rows]) / 1e3
+        if len(old_rows) != case["n"] or not np.allclose(old_pred, case["pred_kpa"], rtol=1e-3):
+            raise SystemExit(f"--reuse-sims: the earlier model's scores of {subject} do not reproduce")
+        positions = [r["position_mm"] for r in old_rows]
+    by_position = {tuple(np.round(p, 3)): (case["sim_kpa"][i] * 1e3, case["sim_focus_distance_mm"][i], float("nan"))
+                   for i, p in enumerate(positions)}
+    missing = [r["position_mm"] for r in rows if tuple(np.round(r["position_mm"], 3)) not in by_position]
+    if missing:
+        raise SystemExit(f"--reuse-sims: {len(missing)} candidates of {subject} were not simulated in that run")
     return [by_position[tuple(np.round(r["position_mm"], 3))] for r in rows]
 
 
@@ -117,10 +127,8 @@ def main() -> int:
     pool = ProcessPoolExecutor(max_workers=args.workers)
     reuse = old_predictor = None
     if args.reuse_sims:
-        if not args.reuse_model:
-            raise SystemExit("--reuse-sims needs --reuse-model")
         reuse = json.loads(Path(args.reuse_sims).read_text())["cases"]
-        old_predictor = Predictor.from_run(args.reuse_model)
+        old_predictor = Predictor.from_run(args.reuse_model) if args.reuse_model else None
     for n, (subject, ct, target) in enumerate(cases(args.store, args.split, args.targets)[:args.max_cases], start=1):
         volume = load_volume(ct)
         t0 = time.perf_counter()
@@ -146,6 +154,7 @@ def main() -> int:
                         for r, f, w in zip(rows, fields_pa, windows)])
         true_rank = np.argsort(-true)
         k = min(VERIFY_K, len(true))
+        field_at = np.array([r["field_pressure_at_target_pa"] for r in rows])
         case = {"subject": subject, "target_mm": list(target), "n": len(rows),
                 "pick_fraction_of_best": float(true[0] / best), "pick_in_true_top3": bool(0 in true_rank[:3]),
                 "random_expected_fraction": float(true.mean() / best),
@@ -159,6 +168,11 @@ def main() -> int:
                 "focal_scaled_pick_fraction_of_best": float(true[int(np.argmax(alt))] / best),
                 "target_pressure_error_pct": [float(v) for v in 100 * np.abs(pred - true) / true],
                 "pred_kpa": [float(v) for v in pred / 1e3], "sim_kpa": [float(v) for v in true / 1e3],
+                "free_field_kpa_at_target": [r["free_field_at_target_pa"] / 1e3 for r in rows],
+                "pred_focal_kpa": [r["focal_pressure_pa"] / 1e3 for r in rows],
+                # the predicted field's own value at the target (the ranking before the free-field estimate)
+                "field_pick_fraction_of_best": float(true[int(np.argmax(field_at))] / best),
+                "field_spearman_pred_vs_sim": spearman(field_at, true),
                 "position_mm": [r["position_mm"] for r in rows], "tilt_deg": [r["tilt_deg"] for r in rows],
                 "sim_focus_distance_mm": [s[1] for s in sims], "pred_focus_distance_mm":
                     [r["focus_distance_mm"] for r in rows],
@@ -191,6 +205,8 @@ def main() -> int:
                                ("verified_pick_fraction_of_best", "random_best_of_k_expected",
                                 "min_tilt_best_of_k_fraction")},
         "focal_scaled_pick_fraction_of_best": float(np.mean([c["focal_scaled_pick_fraction_of_best"] for c in results])),
+        "field_pick_fraction_of_best": float(np.mean([c["field_pick_fraction_of_best"] for c in results])),
+        "field_spearman_mean": float(np.nanmean([c["field_spearman_pred_vs_sim"] for c in results])),
         "spearman_mean": float(np.nanmean([c["spearman_pred_vs_sim"] for c in results])),
         "target_pressure_error_pct_mean": float(np.mean([np.mean(c["target_pressure_error_pct"]) for c in results])),
         "compute_s": {"one_simulation": sim_each, "model_scoring_of_N": score,

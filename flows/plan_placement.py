@@ -4,9 +4,13 @@
    transducer's reach and a tilt limit, on the model's simulation config (inside the subject's fixed window
    for a skull-fixed model).
 2. Scoring: the model predicts every candidate's normalised field (batched: a skull-fixed grid shares one
-   resampled CT) and its pressure head the field's maximum in Pa; per candidate the predicted pressure at the
-   target (trilinear), the predicted intracranial focus (``sim.fieldstats`` search region) and its distance
-   to the target, the head's focal pressure and the mechanical index.
+   resampled CT) and its pressure head the field's maximum and the intracranial focal pressure in Pa; per
+   candidate the **predicted pressure at the target** = the transducer's free field in water at the target
+   (``sim.beam_prior``, exact physics for the pose) × the head's intracranial transmission T_focus = focal
+   pressure / p_ref; beside it the predicted field's own value at the target (trilinear), the predicted
+   intracranial focus (``sim.fieldstats`` search region) and its distance to the target, and the mechanical
+   index. (Measured on held-out heads, docs/RESULTS.md: the field's value at an off-focus target ranks the
+   candidates no better than chance; free field × transmission does.)
 3. Ranking: by predicted pressure at the target (highest first); the focus distance is reported beside it.
 4. ``verify`` K: the top K are simulated with the k-Wave solver on the same grid; rows then carry simulated
    pressure at the target and focus distance next to the predicted ones, and the plan's pick is the verified
@@ -42,7 +46,7 @@ RANKING_ARTIFACT_KEY = "placement-ranking"
 PLAN_ARTIFACT_KEY = "placement-plan"
 DEFAULT_CANDIDATES = 32
 COLUMNS = ("rank", "position_mm", "target_mm", "scalp_mm", "tilt_deg", "pressure_at_target_pa",
-           "focus_distance_mm", "focal_point_mm", "focal_pressure_pa", "peak_pressure_pa", "mechanical_index",
+           "free_field_at_target_pa", "field_pressure_at_target_pa", "focus_distance_mm", "focal_point_mm", "focal_pressure_pa", "peak_pressure_pa", "mechanical_index",
            "sim_pressure_at_target_pa", "sim_focus_distance_mm", "sim_focal_pressure_pa", "sim_runtime_s")
 
 
@@ -165,13 +169,18 @@ def score_candidates(predictor, volume, target_mm, config, candidates: int, seed
     target = np.asarray(target_mm, float)
     f = config.transducer.frequency_hz
     rows, pressures = [], []
+    p_ref = predictor.peak.p_ref_pa
     for p, w, field, (peak, focal) in zip(placements, windows, fields, peaks):
         pa = pressure_field_pa(field, peak)
         focus_mm, _ = _focus(pa, w, config)
         pressures.append(pa)
+        at = w.world_to_voxel(target[None])[0]
+        free = _at(predictor.free_field_pa(w.transducer_points_vox, w.shape), at)
         rows.append({"position_mm": list(p.position_mm), "target_mm": list(p.target_mm),
                      "scalp_mm": list(p.scalp_mm) if p.scalp_mm else None, "tilt_deg": _tilt_deg(p),
-                     "pressure_at_target_pa": _at(pa, w.world_to_voxel(target[None])[0]),
+                     # the ranked estimate: the free field at the target × the head's intracranial transmission
+                     "pressure_at_target_pa": free * float(focal) / p_ref,
+                     "free_field_at_target_pa": free, "field_pressure_at_target_pa": _at(pa, at),
                      "focus_distance_mm": float(np.linalg.norm(focus_mm - target)),
                      "focal_point_mm": [float(v) for v in focus_mm], "focal_pressure_pa": float(focal),
                      "peak_pressure_pa": float(peak), "mechanical_index": float(peak) / 1e6 / math.sqrt(f / 1e6)})
@@ -316,6 +325,7 @@ def table_rows(rows: list[dict]) -> list[dict]:
         row = {"rank": r["rank"], "position_mm": " ".join(f"{v:.1f}" for v in r["position_mm"]),
                "tilt_deg": round(r["tilt_deg"], 1) if r.get("tilt_deg") is not None else None,
                "pred_kpa_at_target": round(r["pressure_at_target_pa"] / 1e3, 2),
+               "free_field_kpa_at_target": round(r["free_field_at_target_pa"] / 1e3, 2),
                "pred_focus_distance_mm": round(r["focus_distance_mm"], 2), "mi": round(r["mechanical_index"], 3)}
         if r.get("sim_pressure_at_target_pa") is not None:
             row.update({"sim_kpa_at_target": round(r["sim_pressure_at_target_pa"] / 1e3, 2),

@@ -46,14 +46,31 @@ class Predictor:
         self.window_shape = tuple(run_config.get("window_shape") or ()) or None
         self.model_id = run_config.get("model_id", self.config.name)
         self.config_hash = run_config.get("config_hash", "")
-        self.template = self.spacing_mm = None
-        if self.config.prior:  # the free-field beam the network corrects (a Rayleigh table, ~2 s once)
-            self.spacing_mm = store_spacing_mm(run_config.get("spacing_mm"))
-            self.template = beam_template(self.sim_config, self.window_shape, self.spacing_mm)
+        # the free-field beam a prior network corrects (a Rayleigh table, seconds, once); others build it on use
+        self._template = beam_template(self.sim_config, self.window_shape, self.spacing_mm) if self.config.prior else None
+
+    @property
+    def template(self):
+        """The transducer's free-field table (``sim.beam_prior``) for the run's window (built on first use)."""
+        if self._template is None:
+            shape = self.window_shape or tuple((self.sim_config or {}).get("window_shape") or ())
+            self._template = beam_template(self.sim_config, shape, self.spacing_mm)
+        return self._template
+
+    @property
+    def spacing_mm(self) -> float:
+        """The run's grid spacing (mm): the dataset's, else its simulation config's."""
+        spacing = self.run_config.get("spacing_mm") or (self.sim_config or {}).get("spacing_mm")
+        return store_spacing_mm(spacing)
+
+    def free_field_pa(self, points_vox: np.ndarray, shape) -> np.ndarray:
+        """The transducer's free field in water (Pa, ``shape``) at the pose of ``points_vox`` (window voxels)."""
+        from tfus.sim.beam_prior import free_field_prior  # noqa: PLC0415
+        return free_field_prior(self.template, points_vox, tuple(shape), self.spacing_mm)
 
     def _prior(self, points_vox: list, shape) -> torch.Tensor | None:
         """(N, 1, X, Y, Z) free-field priors of the placements, or None for a model without one."""
-        if self.template is None:
+        if not self.config.prior:
             return None
         return torch.from_numpy(np.stack([prior_channel(self.template, p, shape, self.spacing_mm)
                                           for p in points_vox])[:, None]).to(self.device)

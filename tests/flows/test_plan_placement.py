@@ -44,7 +44,14 @@ def test_plan_ranks_candidates_and_verifies_the_top_one(setup, tmp_path):
     assert field.max() == pytest.approx(rows[0]["peak_pressure_pa"], rel=1e-4)
     vox = np.linalg.inv(image.affine) @ [*setup["target"], 1.0]
     at = map_coordinates(field, vox[:3].reshape(3, 1), order=1, mode="nearest")[0]
-    assert at == pytest.approx(rows[0]["pressure_at_target_pa"], rel=1e-4)
+    assert at == pytest.approx(rows[0]["field_pressure_at_target_pa"], rel=1e-4)
+    # the ranked estimate: the free field at the target (the Rayleigh beam) × the head's intracranial transmission
+    from tfus.models.predict import Predictor
+    predictor = Predictor.from_run(setup["run"])
+    for r in rows:
+        assert r["pressure_at_target_pa"] == pytest.approx(
+            r["free_field_at_target_pa"] * r["focal_pressure_pa"] / predictor.peak.p_ref_pa, rel=1e-6)
+        assert 0 < r["free_field_at_target_pa"] < 2 * predictor.peak.p_ref_pa
     assert rows[0]["mechanical_index"] == pytest.approx(rows[0]["peak_pressure_pa"] / 1e6 / np.sqrt(0.2))
     # verified by the solver: a real field with its focus in the head
     assert rows[0]["sim_pressure_at_target_pa"] > 0 and rows[0]["sim_runtime_s"] > 0
