@@ -10,6 +10,7 @@ points together, so the transducer stays consistent with the field.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -104,7 +105,6 @@ def beam_template(sim_config, shape: Sequence[int], spacing_mm):
     if not sim_config:
         raise ValueError("the free-field prior needs the simulation config (sim_config) of the dataset")
     if isinstance(sim_config, str):
-        import json  # noqa: PLC0415
         sim_config = json.loads(sim_config)
     if not shape:
         raise ValueError("the free-field prior needs a fixed window shape (a store of windows, not whole CTs)")

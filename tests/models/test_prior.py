@@ -117,3 +117,16 @@ def test_training_learns_the_correction_and_predicts(bowl_store, tmp_path):
     assert err(field) < err(prior)  # the held-out subject: better than the free field
     batch = predictor.predict_windows(sample["ct_hu"], [sample["transducer_points"]] * 2, [None, None])
     assert np.allclose(batch[0], field, atol=1e-5)
+
+
+def test_prior_bad_input_says_what_is_missing():
+    from tfus.models.data import beam_template, store_spacing_mm
+    from tfus.sim.config import get_preset
+
+    with pytest.raises(ValueError, match="needs the simulation config"):
+        beam_template(None, SHAPE, 1.5)
+    with pytest.raises(ValueError, match="needs a fixed window shape"):
+        beam_template(get_preset("test").to_dict(), None, 1.5)
+    with pytest.raises(ValueError, match="isotropic positive spacing"):
+        store_spacing_mm([1.0, 1.0, 2.0])
+    assert store_spacing_mm([1.5, 1.5, 1.5]) == 1.5 == store_spacing_mm(1.5)
