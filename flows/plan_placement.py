@@ -46,8 +46,9 @@ RANKING_ARTIFACT_KEY = "placement-ranking"
 PLAN_ARTIFACT_KEY = "placement-plan"
 DEFAULT_CANDIDATES = 32
 COLUMNS = ("rank", "position_mm", "target_mm", "scalp_mm", "tilt_deg", "pressure_at_target_pa",
-           "free_field_at_target_pa", "field_pressure_at_target_pa", "focus_distance_mm", "focal_point_mm", "focal_pressure_pa", "peak_pressure_pa", "mechanical_index",
-           "sim_pressure_at_target_pa", "sim_focus_distance_mm", "sim_focal_pressure_pa", "sim_runtime_s")
+           "free_field_at_target_pa", "field_pressure_at_target_pa", "focus_distance_mm", "focal_point_mm",
+           "focal_pressure_pa", "peak_pressure_pa", "mechanical_index", "sim_pressure_at_target_pa",
+           "sim_focus_distance_mm", "sim_focal_pressure_pa", "sim_runtime_s")
 
 
 def _int(value, name: str, minimum: int) -> int:

@@ -46,12 +46,14 @@ class Predictor:
         self.window_shape = tuple(run_config.get("window_shape") or ()) or None
         self.model_id = run_config.get("model_id", self.config.name)
         self.config_hash = run_config.get("config_hash", "")
-        # the free-field beam a prior network corrects (a Rayleigh table, seconds, once); others build it on use
-        self._template = beam_template(self.sim_config, self.window_shape, self.spacing_mm) if self.config.prior else None
+        self._template = None
+        if self.config.prior:  # the beam a prior network corrects: built at load, not on the first request
+            self._template = self.template
 
     @property
     def template(self):
-        """The transducer's free-field table (``sim.beam_prior``) for the run's window (built on first use)."""
+        """The transducer's free-field table (``sim.beam_prior``) for the run's window (a Rayleigh table,
+        seconds, built once)."""
         if self._template is None:
             shape = self.window_shape or tuple((self.sim_config or {}).get("window_shape") or ())
             self._template = beam_template(self.sim_config, shape, self.spacing_mm)

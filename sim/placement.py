@@ -42,6 +42,7 @@ from tfus.sim.coupling import AIR_HU, HeadMask, background_hu, head_from_hu
 from tfus.sim.ingest import Volume, grid_covering, resample, sample_nearest, voxel_to_world, world_to_voxel
 from tfus.sim.subject_grid import box_contains, subject_grid
 from tfus.sim.transducer import Bowl
+from tfus.sim.transducers import rim_depth_mm
 from tfus.sim.window import MARGIN_VOX, plan_window
 
 log = logging.getLogger(__name__)
@@ -175,11 +176,6 @@ def _window_reason(volume: Volume, scalp: _Scalp, bowl: Bowl, target, affine, sh
     return None
 
 
-def _rim_height_mm(tr) -> float:
-    """Depth of the bowl's rim plane below its apex (mm)."""
-    return tr.roc_mm - np.sqrt(max(tr.roc_mm ** 2 - (tr.aperture_mm / 2) ** 2, 0.0))
-
-
 def _upper_scalp(scalp: _Scalp) -> np.ndarray:
     """Scalp points on the upper part of the head with a normal not pointing down (module docstring, 4)."""
     z, zc = scalp.points_mm[:, 2], scalp.centroid_mm[2]
@@ -191,7 +187,7 @@ def _try(volume, scalp, point, normal, target, config, grid=None) -> Placement |
     from tfus.sim.transducers import exit_plane_depth_mm  # noqa: PLC0415
 
     tr = config.transducer
-    depth = _rim_height_mm(tr)
+    depth = rim_depth_mm(tr.roc_mm, tr.aperture_mm)
     focal_distance = None
     if tr.is_array:  # the exit plane on the scalp (with the stand-off)
         exit_depth = exit_plane_depth_mm(tr.roc_mm, tr.aperture_mm, tr.exit_plane_to_focus_mm)
@@ -241,7 +237,7 @@ def _tilted_focus(point: np.ndarray, normal: np.ndarray, config, rng: np.random.
     tr = config.transducer
     if tr.is_array:
         raise ValueError("`aim_tilt_deg` applies to single bowls; aim an array with explicit targets")
-    depth = _rim_height_mm(tr)
+    depth = rim_depth_mm(tr.roc_mm, tr.aperture_mm)
     apex = point + (config.standoff_mm + depth) * normal
     cos_t = rng.uniform(np.cos(np.radians(config.aim_tilt_deg)), 1.0)  # uniform over the cone's solid angle
     phi = rng.uniform(0.0, 2 * np.pi)
@@ -358,7 +354,7 @@ def candidate_placements(volume: Volume, target_mm, n: int, config, seed: int = 
     cos_tilt = -(inward * scalp.normals).sum(axis=1) / np.maximum(dist, 1e-9)
     ok &= cos_tilt >= np.cos(np.radians(max_tilt_deg))
     if not tr.is_array:
-        depth = _rim_height_mm(tr)
+        depth = rim_depth_mm(tr.roc_mm, tr.aperture_mm)
         apex = scalp.points_mm + (config.standoff_mm + depth) * scalp.normals
         near, far = reach_mm(config)
         d = np.linalg.norm(apex - target, axis=1)

@@ -21,13 +21,9 @@ import numpy as np
 
 from tfus.sim.coupling import HeadMask, find_head
 from tfus.sim.ingest import Volume, axis_aligned_affine, voxel_to_world, world_to_voxel
+from tfus.sim.transducers import rim_depth_mm
 
 MARGIN_VOX = 2  # free voxels required between the bowl and a window's edge (sim.window uses it for every window)
-
-
-def rim_depth_mm(roc_mm: float, aperture_mm: float) -> float:
-    """Depth of a spherical bowl from its apex to its rim plane."""
-    return float(roc_mm - np.sqrt(max(roc_mm ** 2 - (aperture_mm / 2) ** 2, 0.0)))
 
 
 def subject_grid(volume: Volume, config, head: HeadMask | None = None) -> tuple[np.ndarray, tuple[int, int, int]]:

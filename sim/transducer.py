@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tfus.sim.transducers import rim_depth_mm
+
 _GOLDEN_ANGLE = np.pi * (3.0 - np.sqrt(5.0))
 
 
@@ -60,8 +62,7 @@ class Bowl:
     @property
     def depth_mm(self) -> float:
         """Rim height h: axial distance from the apex to the rim plane."""
-        a = self.aperture_mm / 2
-        return float(self.roc_mm - np.sqrt(max(self.roc_mm ** 2 - a ** 2, 0.0)))
+        return rim_depth_mm(self.roc_mm, self.aperture_mm)
 
     @property
     def half_angle_rad(self) -> float:

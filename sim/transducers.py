@@ -135,6 +135,7 @@ def load_transducer(name_or_path: str) -> TransducerSpec:
 
 
 def rim_depth_mm(roc_mm: float, aperture_mm: float) -> float:
+    """Depth (mm) of a bowl's rim plane below its apex: R − √(R² − (D/2)²) (the one formula; Bowl.depth_mm)."""
     return float(roc_mm - math.sqrt(max(roc_mm ** 2 - (aperture_mm / 2) ** 2, 0.0)))
 
 
