@@ -321,7 +321,7 @@ def generate_dataset(subjects: str | list[str], store: str, placements: int = 4,
                 from tfus.flows.mri_subjects import t1_subjects  # noqa: PLC0415
 
                 mri, facts, bad = t1_subjects(runner, [subjects_t1] if isinstance(subjects_t1, str) else
-                                              list(subjects_t1), store)
+                                              list(subjects_t1), store, config.transducer.frequency_hz)
                 if bad:  # input that is not a head T1 stops the run before anything is simulated
                     raise ValueError(next(iter(bad.values())))
                 dataset.record_subjects(facts)

@@ -107,6 +107,22 @@ class Medium:
         return self.alpha_coeff_db_mhz_y_cm * (frequency_hz / 1e6) ** self.alpha_power
 
 
+def hu_for_sound_speed(sound_speed_m_s: float, medium_config: MediumConfig | None = None) -> float:
+    """The bone HU that :func:`hu_to_medium` turns into ``sound_speed_m_s`` (its inverse on c).
+
+    The map ties ρ to c, so the density at that HU is the map's, not an independent value. ``ValueError`` when
+    the sound speed lies outside the map's bone range (c at ``hu_min`` … c at ``hu_max``).
+    """
+    cfg = medium_config or MediumConfig()
+    span = cfg.sound_speed_max_m_s - cfg.sound_speed_min_m_s
+    hu = cfg.hu_max * (sound_speed_m_s - cfg.sound_speed_min_m_s) / span if span > 0 else float("nan")
+    if not (np.isfinite(hu) and max(cfg.hu_min, cfg.skull_threshold_hu) < hu <= cfg.hu_max):
+        raise ValueError(f"sound speed {sound_speed_m_s:g} m/s is outside the bone range of the HU map "
+                         f"({cfg.sound_speed_min_m_s + span * cfg.hu_min / cfg.hu_max:g}–"
+                         f"{cfg.sound_speed_max_m_s:g} m/s)")
+    return float(hu)
+
+
 def hu_to_medium(hu: np.ndarray, medium_config: MediumConfig | None = None,
                  frequency_hz: float | None = None) -> Medium:
     """Map HU (any shape) to a :class:`Medium` with the TFUScapes/Aubry family (module docstring).

@@ -15,18 +15,40 @@ protons), fatty diploic marrow is light, and scalp fat is bright (Allen 2011, Se
    Every threshold below is a class boundary of this image, so any scanner scale (uint8, int16, float) works.
 4. **Skull** = the dark layer that encloses the brain (within ``max_skull_mm`` of it, deeper than
    ``scalp_min_mm`` below the head surface) plus the bright marrow that lies against it outward (at most
-   ``diploe_max_mm``), minus a ``csf_mm`` rim around the brain (CSF is as dark as bone in T1: the inner table
-   is placed past it), closed by one voxel.
-5. **HU**: skull voxels that are dark, or touch the scalp or the intracranial space, are cortical
-   (``cortical_hu``, the BabelBrain rule "in contact with skin and brain is cortical"); light skull voxels
-   inside are trabecular (``trabecular_hu``). The two values are those that the HU → medium map of
-   :mod:`sim.medium` turns into ITRUSST cortical bone (HU 1625 → 2800 m/s, 1853 kg/m³; PRESTUS' cortical
-   layer 2800 m/s, 1850 kg/m³) and ITRUSST trabecular bone's sound speed (HU 1000 → 2300 m/s; PRESTUS'
-   trabecular 2300 m/s) — Aubry et al. 2022, JASA 152:1003, Table I. Soft tissue 42 HU (the soft-tissue value
-   of the ZTE/PETRA pseudo-CTs, Miscouridou et al. 2022, IEEE TUFFC 69:2896), air outside the head −1000 HU.
+   ``diploe_max_mm``), minus a ``csf_mm`` rim around the brain, closed by one voxel.
+   **Inner table by tissue order** (the nesting brain → CSF → inner table → diploë → outer table → scalp that
+   MR skull segmentation relies on, Dogdas et al. 2005): cortical bone gives almost no T1 signal, while CSF and
+   red-marrow diploë are dark but not void. Where the dark skull voxels split into two classes (Otsu on this
+   image's dark skull voxels; each class ≥ 10 % of them, medians ≥ 1.5× apart), the brighter ones lying between
+   the brain and the nearest signal-void voxel (under the inner table) and connected to the intracranial space
+   are CSF and join it; the brighter ones beyond the inner table are diploë (trabecular). Where the image shows
+   no such split (other contrast, heavy smoothing), the skull stays as above. On Colin27 (1 mm) this moves 97 mL
+   of CSF out of the bone (vault thickness median 7.0 → 5.75 mm, 95th percentile 13.5 → 9.8 mm); with the edge
+   voxels cortical (step 5), 16 % of the bone is trabecular instead of 6 %.
+5. **HU**: skull voxels that are signal-void (dark, where step 4 found no split), or touch the scalp or the
+   intracranial space, are cortical (the BabelBrain rule "in contact with skin and brain is cortical"); the
+   others inside (bright marrow, step 4's diploë) are trabecular.
+   Their acoustic properties are those of BabelBrain's T1-only ("simple skull mask") mode: the longitudinal
+   sound speeds that Pichardo, Sin & Hynynen 2011 (Phys. Med. Biol. 56:219; fresh-excised human skulls,
+   270–836 kHz) fitted as linear in frequency — cortical 2416 + 120·f, trabecular 2063 + 282·f m/s (f in
+   MHz; densities 1896.5 / 1738 kg/m³) — at the simulation's frequency (``frequency_hz``). Each class gets the
+   HU that the HU → medium map of :mod:`sim.medium` turns into that sound speed (``medium.hu_for_sound_speed``:
+   250 kHz → cortical 1183 HU / 2446 m/s, trabecular 792 HU / 2134 m/s; 500 kHz → 1220 / 880 HU). The map
+   ties density to sound speed, so the density is the map's (1621 / 1416 kg/m³ at 250 kHz, 15–19 % below
+   Pichardo's): on the analytic focused-bowl transmission through a flat plate 4–10 mm thick
+   (:mod:`sim.layered`, 250 kHz, R 63.2 / D 64 mm), that raises the mean transmission by 8 % over Pichardo's
+   own (ρ, c) (0.605 vs 0.558; ``benchmarks/skull_models_plate.py``). Sound speed, not density, was matched:
+   it sets the critical angle and the plate resonance, and transcranial fields are most sensitive to it (Robertson et
+   al. 2017, Phys. Med. Biol. 62:2559: within 4 % for an acceptable focal pressure). The ITRUSST benchmark's
+   cortical bone (2800 m/s, 1850 kg/m³; Aubry et al. 2022, JASA 152:1003), which tfus used before, is a
+   benchmark value at 500 kHz, not a T1 mapping, and faster than fresh cortical bone measured at 270 kHz.
+   What either choice gives through Colin27: docs/VALIDATION.md. Explicit ``cortical_hu`` / ``trabecular_hu``
+   override the derived values. Soft tissue 42 HU (the soft-tissue value of the ZTE/PETRA pseudo-CTs, Miscouridou et al.
+   2022, IEEE TUFFC 69:2896), air outside the head −1000 HU.
 
 Limits of any T1-only skull: air (sinuses, mastoid cells) is as dark as bone and is labelled bone; the CSF/inner
-table boundary is assumed (``csf_mm``). T1-derived pseudo-CTs carry skull errors of ~300–400 HU even with CNNs
+table boundary is found only where the image separates signal-void bone from CSF (step 4), else it is the
+assumed ``csf_mm`` rim. T1-derived pseudo-CTs carry skull errors of ~300–400 HU even with CNNs
 (Yaakub et al. 2023, Brain Stimul. 16:75: 319 HU; Miscouridou 2022: 398 HU), which is why the quality
 figures of :mod:`sim.skullqc` go with every pseudo-CT.
 """
@@ -40,30 +62,44 @@ from scipy import ndimage
 
 from tfus.sim.coupling import largest_component
 from tfus.sim.ingest import Volume
+from tfus.sim.medium import MediumConfig, hu_for_sound_speed
 
 AIR_HU = -1000.0
+# Pichardo, Sin & Hynynen 2011 (Phys. Med. Biol. 56:219) as tabulated by BabelBrain's T1-only mode:
+# class -> (c at 0 Hz in m/s, dc/df in m/s per MHz, density kg/m³). Fitted over 270–836 kHz.
+PICHARDO_2011 = {"cortical": (2416.0, 120.0, 1896.5), "trabecular": (2063.0, 282.0, 1738.0)}
+PICHARDO_BAND_HZ = (100e3, 1e6)  # where tfus uses the fits (BabelBrain's 100–700 kHz, a little beyond 836 kHz)
+
+
+def bone_sound_speed_m_s(bone: str, frequency_hz: float) -> float:
+    """Pichardo 2011's longitudinal sound speed of ``bone`` ("cortical"/"trabecular") at ``frequency_hz``."""
+    c0, slope, _ = PICHARDO_2011[bone]
+    return c0 + slope * frequency_hz / 1e6
 
 
 @dataclass(frozen=True)
 class PseudoCTConfig:
-    """Constants of the T1 → pseudo-CT method (module docstring); lengths in mm, values in HU.
+    """Constants of the T1 → pseudo-CT method (module docstring); lengths in mm, values in HU, Hz.
 
-    HU values: sourced in the module docstring. The lengths are search limits of the segmentation, chosen
-    around published anatomy, not fitted: ``max_skull_mm`` = 16 covers the thickest adult vault sites
-    (occipital means up to 8.2 mm, Li et al. 2007; SD ~2.5 mm in a CT series of 100 adults, 7.98 ± 2.47 mm;
-    ~13 mm at +2 SD) plus CSF; ``diploe_max_mm``
-    = 5 is the diploë of a ~7 mm vault with ~1–2 mm tables; ``scalp_min_mm`` = 2 keeps the skin (and its
-    partial-volume edge) out of the bone; ``csf_mm`` = 1 is an assumption — T1 cannot separate CSF from the
-    inner table; docs/VALIDATION.md shows that 2 mm changes the Colin27 thickness by 0.5 mm and the simulated
-    transmission by 4 %.
+    ``frequency_hz``: the frequency the pseudo-CT is made for (bone sound speeds are frequency-dependent);
+    ``cortical_hu`` / ``trabecular_hu`` left ``None`` are derived from it (module docstring, step 5) and
+    recorded in :meth:`to_dict`. HU values: sourced in the module docstring. The lengths are search limits of
+    the segmentation, chosen around published anatomy, not fitted: ``max_skull_mm`` = 16 covers the thickest
+    adult vault sites (occipital means up to 8.2 mm, Li et al. 2007; SD ~2.5 mm in a CT series of 100 adults,
+    7.98 ± 2.47 mm; ~13 mm at +2 SD) plus CSF; ``diploe_max_mm`` = 5 is the diploë of a ~7 mm vault with
+    ~1–2 mm tables; ``scalp_min_mm`` = 2 keeps the skin (and its partial-volume edge) out of the bone;
+    ``csf_mm`` = 1 is the CSF rim assumed everywhere (the rest of the CSF is found from the image where it
+    allows, module docstring step 4); before that step existed, 2 mm changed the Colin27 thickness by 0.5 mm
+    and the simulated transmission by 4 % (docs/VALIDATION.md).
     """
 
     csf_mm: float = 1.0
     max_skull_mm: float = 16.0
     scalp_min_mm: float = 2.0
     diploe_max_mm: float = 5.0
-    cortical_hu: float = 1625.0
-    trabecular_hu: float = 1000.0
+    frequency_hz: float = 250e3
+    cortical_hu: float | None = None
+    trabecular_hu: float | None = None
     soft_tissue_hu: float = 42.0
 
     def __post_init__(self) -> None:
@@ -72,6 +108,15 @@ class PseudoCTConfig:
                 raise ValueError(f"`{name}` must be in [0, 10] mm, got {getattr(self, name)}")
         if not 4 <= self.max_skull_mm <= 30:
             raise ValueError(f"`max_skull_mm` must be in [4, 30] mm, got {self.max_skull_mm}")
+        lo, hi = PICHARDO_BAND_HZ
+        derived = self.cortical_hu is None or self.trabecular_hu is None
+        if derived and not (np.isfinite(self.frequency_hz) and lo <= self.frequency_hz <= hi):
+            raise ValueError(f"`frequency_hz` {self.frequency_hz:g} is outside {lo / 1e3:g}–{hi / 1e3:g} kHz, where "
+                             "tfus uses Pichardo 2011's bone sound speeds; give `cortical_hu` and `trabecular_hu`")
+        for name, bone in (("cortical_hu", "cortical"), ("trabecular_hu", "trabecular")):
+            if getattr(self, name) is None:  # frozen: fill the derived value once, so to_dict records it
+                hu = hu_for_sound_speed(bone_sound_speed_m_s(bone, self.frequency_hz), MediumConfig())
+                object.__setattr__(self, name, float(np.floor(hu + 0.5)))  # whole HU, as a CT stores them
         if not 300 < self.trabecular_hu <= self.cortical_hu <= 3000:
             raise ValueError("HU values must satisfy 300 < `trabecular_hu` <= `cortical_hu` <= 3000, got "
                              f"{self.trabecular_hu}, {self.cortical_hu}")
@@ -185,10 +230,17 @@ def t1_to_pseudo_ct(t1: Volume, brain_mask: np.ndarray | None = None, config: Ps
     if skull.sum() == 0:
         raise ValueError(f"{name}: no skull layer found between the brain and the scalp")
     intracranial = head & ~skull & (brain | (dist_brain <= cfg.csf_mm + 0.5 * spacing.max()))
+    diploe = np.zeros_like(skull)
+    void = _bone_void_split(t1.hu, skull, classes)
+    if void is not None:  # the image separates signal-void bone from CSF / red marrow (module docstring, 4)
+        classes["bone_void_split"] = void
+        csf = _csf_under_inner_table(t1.hu, skull, intracranial, void, classes, spacing)
+        skull, intracranial = skull & ~csf, intracranial | csf
+        diploe = skull & (t1.hu >= void) & (t1.hu < classes["bone_marrow_split"])
     hu = np.full(t1.shape, AIR_HU, dtype=np.float32)
     hu[head] = cfg.soft_tissue_hu
     edge = skull & ndimage.binary_dilation(~skull & head)
-    light = skull & (t1.hu >= classes["bone_marrow_split"]) & ~edge
+    light = skull & ((t1.hu >= classes["bone_marrow_split"]) | diploe) & ~edge
     hu[skull] = cfg.cortical_hu
     hu[light] = cfg.trabecular_hu
     return PseudoCT(Volume(hu, t1.affine), head, skull, intracranial, classes)
@@ -214,6 +266,33 @@ def _classes(data: np.ndarray, brain: np.ndarray, band: np.ndarray, name: str) -
                          f"{brain_level:.3g}); expected a T1-weighted image with scalp and skull")
     return {"brain": brain_level, "dark": dark, "soft": soft, "marrow": marrow, "dark_split": t_dark,
             "marrow_split": t_marrow, "bone_marrow_split": 0.5 * (dark + marrow)}
+
+
+def _bone_void_split(data: np.ndarray, skull: np.ndarray, classes: dict) -> float | None:
+    """The T1 level between signal-void bone and the dark-but-not-void class (CSF, red marrow) of this image's
+    dark skull voxels, or ``None`` where they do not form two classes (module docstring, step 4)."""
+    values = data[skull & (data < classes["dark_split"])]
+    if values.size < 1000:
+        return None
+    split = otsu_threshold(values)
+    low, high = values[values < split], values[values >= split]
+    if min(low.size, high.size) < 0.1 * values.size or not np.median(high) >= 1.5 * max(np.median(low), 1e-12):
+        return None
+    return split
+
+
+def _csf_under_inner_table(data, skull, intracranial, void: float, classes: dict, spacing) -> np.ndarray:
+    """Skull voxels that are CSF: not signal-void, no farther from the intracranial space than the nearest
+    signal-void voxel (the inner table), and connected to the intracranial space through such voxels."""
+    grey = skull & (data >= void) & (data < classes["bone_marrow_split"])
+    bone = skull & (data < void)
+    if not bone.any() or not grey.any():
+        return np.zeros_like(skull)
+    d_in = ndimage.distance_transform_edt(~intracranial, sampling=spacing)
+    _, nearest = ndimage.distance_transform_edt(~bone, sampling=spacing, return_indices=True)
+    under = grey & (d_in < d_in[tuple(nearest)] - 0.5 * float(np.min(spacing)))  # under the inner table: a
+    # half-voxel margin, so a diploë voxel beside a thin, partly imaged inner table is never taken for CSF
+    return ndimage.binary_propagation(under & ndimage.binary_dilation(intracranial), mask=under)
 
 
 def _skull(data, band, dist_brain, depth, classes, cfg: PseudoCTConfig, spacing) -> np.ndarray:

@@ -41,10 +41,20 @@ def test_generate_from_a_t1_records_where_each_sample_came_from(prefect_api, das
     row = open_dataset(store).table.iloc[0]
     assert row["source"] == "t1" and str(colin_t1.resolve()) in row["source_t1"]
     assert row["vault_enclosed_fraction"] >= 0.95 and 3.0 < row["skull_thickness_median_mm"] < 14.0
-    assert open_dataset(store).sample(row["sample_id"]).ct_hu.max() > 1000  # the pseudo-CT's bone reached the window
+    assert open_dataset(store).sample(row["sample_id"]).ct_hu.max() > 700  # the pseudo-CT's bone reached the window
     mtime = pct[0].stat().st_mtime_ns
     again = generate_dataset(**kwargs)
     assert again["done"] == 0 and pct[0].stat().st_mtime_ns == mtime  # cached pseudo-CT, sample complete
+
+
+def test_a_pseudo_ct_made_for_another_frequency_is_never_reused(tmp_path):
+    from tfus.flows.mri_subjects import pseudo_ct_path
+
+    t1, store = tmp_path / "colin.nii.gz", str(tmp_path / "ds.zarr")
+    at_250 = pseudo_ct_path(t1, "ab" * 32, store, 250e3)
+    assert at_250 == pseudo_ct_path(t1, "ab" * 32, store, 250e3)
+    assert at_250 != pseudo_ct_path(t1, "ab" * 32, store, 500e3)  # other bone HU: another file
+    assert at_250.name.startswith("colin-pct-abababab")
 
 
 def test_a_t1_that_is_a_ct_stops_the_run(prefect_api, dask_client, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfus.sim.medium import Medium, MediumConfig, hu_to_medium
+from tfus.sim.medium import Medium, MediumConfig, hu_for_sound_speed, hu_to_medium
 
 
 def test_water_below_threshold():
@@ -73,3 +73,13 @@ def test_bad_inputs():
         hu_to_medium(np.zeros(3), None, -5.0)
     with pytest.raises(ValueError, match="density_kg_m3"):
         Medium(np.zeros(3), np.zeros(4), np.zeros(3), 2.0)
+
+
+def test_hu_for_sound_speed_inverts_the_map():
+    for c in (1800.0, 2446.0, 2800.0, 3100.0):
+        hu = hu_for_sound_speed(c)
+        np.testing.assert_allclose(hu_to_medium(np.array([hu])).sound_speed_m_s[0], c, rtol=1e-6)
+    assert hu_for_sound_speed(2800.0) == pytest.approx(1625.0)
+    for c in (1500.0, 3200.0):  # water's, and above the map's 3100 m/s: no bone HU gives them
+        with pytest.raises(ValueError, match="outside the bone range"):
+            hu_for_sound_speed(c)

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from tfus.sim.brainmask import colin27_paths, load_colin27
@@ -39,11 +40,27 @@ def colin_pct(colin):
     return t1_to_pseudo_ct(t1, mask)
 
 
+def test_bone_hu_give_pichardo_2011_sound_speeds_at_the_frequency():
+    """BabelBrain's T1-only bone: cortical 2416 + 120 f, trabecular 2063 + 282 f m/s (f in MHz)."""
+    from tfus.sim.medium import hu_to_medium
+
+    for f_mhz in (0.25, 0.5):
+        cfg = PseudoCTConfig(frequency_hz=f_mhz * 1e6)
+        c = hu_to_medium(np.array([cfg.cortical_hu, cfg.trabecular_hu])).sound_speed_m_s
+        np.testing.assert_allclose(c, [2416 + 120 * f_mhz, 2063 + 282 * f_mhz], atol=0.5)  # whole HU
+    assert PseudoCTConfig(frequency_hz=500e3).cortical_hu > CFG.cortical_hu  # dispersion: faster at 500 kHz
+    assert CFG.to_dict()["cortical_hu"] == CFG.cortical_hu == 1183.0
+    assert PseudoCTConfig(frequency_hz=5e6, cortical_hu=1600.0, trabecular_hu=900.0).cortical_hu == 1600.0
+    with pytest.raises(ValueError, match="outside 100–1000 kHz"):
+        PseudoCTConfig(frequency_hz=5e6)
+
+
 def test_colin27_pseudo_ct_has_an_enclosing_skull_of_adult_thickness(colin, colin_pct):
     t1, _ = colin
     pct = colin_pct
     assert pct.ct.shape == t1.shape and np.allclose(pct.ct.affine, t1.affine)
     assert set(np.unique(pct.ct.hu)) == {AIR_HU, CFG.soft_tissue_hu, CFG.trabecular_hu, CFG.cortical_hu}
+    assert "bone_void_split" in pct.classes  # Colin27 tells signal-void bone from CSF even at 2.5 mm
     qc = skull_qc(pct.head, pct.skull, pct.intracranial, t1.affine)
     assert qc["vault_enclosed_fraction"] >= 0.95
     assert 4.0 <= qc["skull_thickness_median_mm"] <= 11.0  # at 2.5 mm; the 1 mm head: 7.0 (VALIDATION.md)
@@ -142,6 +159,48 @@ def test_a_missing_template_says_how_to_get_it(monkeypatch, tmp_path, colin):
     monkeypatch.setenv("TFUS_TEMPLATE_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="mricron-data"):
         t1_to_pseudo_ct(colin[0], None)
+
+
+@pytest.fixture(scope="module")
+def layered_head():
+    """A phantom CT's layers as a T1 would show them, with the labels: scalp (skin 70, fat 140), signal-void
+    tables (12), CSF 2 mm (35 by default), brain (90), a soft-tissue neck through the skull base (70)."""
+    ct = make_phantom(0, spacing_mm=1.0, scale=0.7, margin_mm=6.0)
+    hu, sp = ct.hu, ct.spacing_mm
+    bone, tables = hu > 300, hu > 1300
+    inside = ndimage.binary_fill_holes(bone) & ~bone
+    head = ndimage.binary_fill_holes(hu > 25)
+    csf = inside & (ndimage.distance_transform_edt(~bone, sampling=sp) <= 2.0)
+    brain = inside & ~csf
+    scalp = head & ~bone & ~inside
+    skin = scalp & (ndimage.distance_transform_edt(head, sampling=sp) <= 1.5)
+    xyz = np.moveaxis(np.tensordot(ct.affine[:3, :3], np.indices(hu.shape), 1), 0, -1) + ct.affine[:3, 3]
+    neck = (np.hypot(xyz[..., 0], xyz[..., 1]) < 15) & (xyz[..., 2] < 0) & head & ~brain
+    labels = {"tables": tables, "diploe": bone & ~tables, "csf": csf, "brain": brain}
+
+    def t1(csf_level: float, diploe_level: float) -> Volume:
+        t = np.full(hu.shape, 3.0, np.float32)
+        t[scalp], t[skin], t[tables], t[bone & ~tables] = 140.0, 70.0, 12.0, diploe_level
+        t[csf], t[brain], t[neck] = csf_level, 90.0, 70.0
+        return Volume(t + np.random.default_rng(0).normal(0, 2.0, t.shape).astype(np.float32), ct.affine)
+    return t1, labels
+
+
+def test_csf_and_diploe_are_told_from_signal_void_bone_by_tissue_order(layered_head):
+    """CSF and red-marrow diploë equally dark (35), bone void (12): CSF under the inner table joins the
+    intracranial space, diploë between the tables is trabecular, and no bone is lost."""
+    t1, lab = layered_head
+    pct = t1_to_pseudo_ct(t1(35.0, 35.0), lab["brain"])
+    assert "bone_void_split" in pct.classes
+    hu = pct.ct.hu
+    assert np.mean(hu[lab["diploe"]] == CFG.trabecular_hu) >= 0.9
+    assert np.mean(hu[lab["tables"]] == CFG.cortical_hu) >= 0.95
+    assert np.mean(pct.skull[lab["tables"] | lab["diploe"]]) >= 0.95   # the flood never crossed the inner table
+    with_split = np.mean(pct.intracranial[lab["csf"]])
+    void = t1_to_pseudo_ct(t1(12.0, 12.0), lab["brain"])  # nothing tells CSF or marrow from bone: no split
+    assert "bone_void_split" not in void.classes
+    assert np.all(void.ct.hu[void.skull & lab["diploe"]] == CFG.cortical_hu)
+    assert with_split >= np.mean(void.intracranial[lab["csf"]]) + 0.1  # only the assumed 1 mm rim without it
 
 
 @pytest.mark.slow
