@@ -155,6 +155,16 @@ def test_an_input_that_is_not_a_head_t1_gets_one_line_and_nothing_is_written(tmp
     assert not any(tmp_path.glob("pct*")), "nothing may be written for a refused input"
 
 
+def test_a_frequency_outside_the_bone_fits_gets_one_line(tmp_path, colin):
+    path = save_nifti(colin[0].hu, colin[0].affine, tmp_path / "t1.nii.gz")
+    run = subprocess.run([sys.executable, "-m", "tfus.flows.cli", "pseudo-ct", "--t1", str(path), "--out",
+                          str(tmp_path / "pct.nii.gz"), "--frequency-khz", "3000"], capture_output=True, text=True,
+                         timeout=300)
+    lines = [ln for ln in run.stderr.strip().splitlines() if ln.strip()]
+    assert run.returncode == 2 and len(lines) == 1 and "frequency_hz" in lines[0], run.stderr
+    assert not any(tmp_path.glob("pct*"))
+
+
 def test_a_missing_template_says_how_to_get_it(monkeypatch, tmp_path, colin):
     monkeypatch.setenv("TFUS_TEMPLATE_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="mricron-data"):
