@@ -38,13 +38,13 @@ protons), fatty diploic marrow is light, and scalp fat is bright (Allen 2011, Se
    Pichardo's): on the analytic focused-bowl transmission through a flat plate 4–10 mm thick
    (:mod:`sim.layered`, 250 kHz, R 63.2 / D 64 mm), that raises the mean transmission by 8 % over Pichardo's
    own (ρ, c) (0.605 vs 0.558; ``benchmarks/skull_models_plate.py``). Sound speed, not density, was matched:
-   it sets the critical angle and the plate resonance, and transcranial fields are most sensitive to it (Robertson et
-   al. 2017, Phys. Med. Biol. 62:2559: within 4 % for an acceptable focal pressure). The ITRUSST benchmark's
+   it sets the critical angle and the plate resonance, and transcranial fields are most sensitive to it
+   (Robertson et al. 2017, Phys. Med. Biol. 62:2559: within 4 % for an acceptable focal pressure). The ITRUSST benchmark's
    cortical bone (2800 m/s, 1850 kg/m³; Aubry et al. 2022, JASA 152:1003), which tfus used before, is a
    benchmark value at 500 kHz, not a T1 mapping, and faster than fresh cortical bone measured at 270 kHz.
    What either choice gives through Colin27: docs/VALIDATION.md. Explicit ``cortical_hu`` / ``trabecular_hu``
-   override the derived values. Soft tissue 42 HU (the soft-tissue value of the ZTE/PETRA pseudo-CTs, Miscouridou et al.
-   2022, IEEE TUFFC 69:2896), air outside the head −1000 HU.
+   override the derived values. Soft tissue 42 HU (the soft-tissue value of the ZTE/PETRA pseudo-CTs,
+   Miscouridou et al. 2022, IEEE TUFFC 69:2896), air outside the head −1000 HU.
 
 Limits of any T1-only skull: air (sinuses, mastoid cells) is as dark as bone and is labelled bone; the CSF/inner
 table boundary is found only where the image separates signal-void bone from CSF (step 4), else it is the
@@ -282,8 +282,8 @@ def _bone_void_split(data: np.ndarray, skull: np.ndarray, classes: dict) -> floa
 
 
 def _csf_under_inner_table(data, skull, intracranial, void: float, classes: dict, spacing) -> np.ndarray:
-    """Skull voxels that are CSF: not signal-void, no farther from the intracranial space than the nearest
-    signal-void voxel (the inner table), and connected to the intracranial space through such voxels."""
+    """Skull voxels that are CSF: not signal-void, nearer the intracranial space (by over half a voxel) than the
+    nearest signal-void voxel (the inner table), and connected to the intracranial space through such voxels."""
     grey = skull & (data >= void) & (data < classes["bone_marrow_split"])
     bone = skull & (data < void)
     if not bone.any() or not grey.any():
