@@ -234,9 +234,9 @@ def t1_to_pseudo_ct(t1: Volume, brain_mask: np.ndarray | None = None, config: Ps
     void = _bone_void_split(t1.hu, skull, classes)
     if void is not None:  # the image separates signal-void bone from CSF / red marrow (module docstring, 4)
         classes["bone_void_split"] = void
-        csf = _csf_under_inner_table(t1.hu, skull, intracranial, void, classes, spacing)
-        skull, intracranial = skull & ~csf, intracranial | csf
-        diploe = skull & (t1.hu >= void) & (t1.hu < classes["bone_marrow_split"])
+        grey = skull & (t1.hu >= void) & (t1.hu < classes["bone_marrow_split"])  # CSF or red marrow
+        csf = _csf_under_inner_table(skull & (t1.hu < void), grey, intracranial, spacing)
+        skull, intracranial, diploe = skull & ~csf, intracranial | csf, grey & ~csf
     hu = np.full(t1.shape, AIR_HU, dtype=np.float32)
     hu[head] = cfg.soft_tissue_hu
     edge = skull & ndimage.binary_dilation(~skull & head)
@@ -281,11 +281,10 @@ def _bone_void_split(data: np.ndarray, skull: np.ndarray, classes: dict) -> floa
     return split
 
 
-def _csf_under_inner_table(data, skull, intracranial, void: float, classes: dict, spacing) -> np.ndarray:
-    """Skull voxels that are CSF: not signal-void, nearer the intracranial space (by over half a voxel) than the
-    nearest signal-void voxel (the inner table), and connected to the intracranial space through such voxels."""
-    grey = skull & (data >= void) & (data < classes["bone_marrow_split"])
-    bone = skull & (data < void)
+def _csf_under_inner_table(bone, grey, intracranial, spacing) -> np.ndarray:
+    """The ``grey`` (dark, not signal-void) skull voxels that are CSF: nearer the intracranial space (by over
+    half a voxel) than the nearest signal-void ``bone`` voxel (the inner table), and connected to the
+    intracranial space through such voxels."""
     if not bone.any() or not grey.any():
         return np.zeros_like(skull)
     d_in = ndimage.distance_transform_edt(~intracranial, sampling=spacing)
